@@ -1,0 +1,1 @@
+"""RefSR and SISR methods behind one small interface (see ``methods.base``)."""

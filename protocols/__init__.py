@@ -1,0 +1,1 @@
+"""Datasets, degradations, reference policies, metrics and the frozen protocol specs."""

@@ -1,0 +1,1 @@
+"""Tables, plots and the HTML/LaTeX report, built only from run records."""
