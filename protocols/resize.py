@@ -28,7 +28,7 @@ def from_uint8_array(array: np.ndarray) -> torch.Tensor:
     """(H, W, C) or (H, W) uint8 -> (1, C, H, W) float32 in [0, 1]."""
     if array.ndim == 2:
         array = array[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].float().div(255.0)
+    return torch.from_numpy(np.array(array, copy=True)).permute(2, 0, 1)[None].float().div(255.0)
 
 
 def pil_bicubic(image: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:

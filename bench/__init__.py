@@ -1,0 +1,1 @@
+"""Runner, cost measurement, gates and the command-line interface of RefSR-Bench."""

@@ -1,0 +1,285 @@
+"""From dataset items to ``Sample``s (size recipe, degradation, reference policy) and from SR outputs to
+metric values. The whole numerical convention of a run is the ``ProtocolSpec`` passed in here."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from protocols import metrics
+from protocols.core import Sample, UserError
+from protocols.datasets import DatasetItem, ImageSource
+from protocols.imageio import read_image
+from protocols.resize import from_uint8_array, matlab_imresize, pil_bicubic
+from protocols.spec import ProtocolSpec
+
+MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
+CUFED5_LEVEL_NAMES = {"1": "XH", "2": "H", "3": "M", "4": "L", "5": "XL"}
+
+
+# --- image-size recipes (arrays (H, W[, C]) uint8) -------------------------------------------------
+
+def modcrop(image: np.ndarray, multiple: int) -> np.ndarray:
+    """Keep the top-left H - H mod m rows and W - W mod m columns."""
+    h, w = image.shape[:2]
+    return image[: h - h % multiple, : w - w % multiple]
+
+
+def center_pad_amounts(h: int, w: int, multiple: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) that pad (h, w) to the next multiple, centred (top = floor(Δ/2))."""
+    dh, dw = (-h) % multiple, (-w) % multiple
+    return dh // 2, dh - dh // 2, dw // 2, dw - dw // 2
+
+
+def pad_replicate(image: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    widths = ((top, bottom), (left, right)) + ((0, 0),) * (image.ndim - 2)
+    return np.pad(image, widths, mode="edge")
+
+
+def pad_zero(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Zero-pad bottom/right to (height, width)."""
+    widths = ((0, height - image.shape[0]), (0, width - image.shape[1])) + ((0, 0),) * (image.ndim - 2)
+    return np.pad(image, widths, mode="constant")
+
+
+def resize_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
+    """srntt-pytorch port: PIL-bicubic resize to (W - W mod m, H - H mod m)."""
+    h, w = image.shape[:2]
+    return _to_array(pil_bicubic(from_uint8_array(image), (h - h % multiple, w - w % multiple)))
+
+
+def _to_array(image: torch.Tensor) -> np.ndarray:
+    array = np.clip(np.round(image[0].permute(1, 2, 0).double().numpy() * 255.0), 0, 255).astype(np.uint8)
+    return array[:, :, 0] if array.shape[2] == 1 else array
+
+
+# --- degradation ---------------------------------------------------------------------------------
+
+def downscale(image: np.ndarray, scale: int, spec: ProtocolSpec) -> torch.Tensor:
+    """LR from an 8-bit HR array (H, W[, C]) by the preset's backend -> (1, C, H/s, W/s) float32 [0, 1]."""
+    h, w = image.shape[:2]
+    if spec.resize_backend == "pil":
+        return pil_bicubic(from_uint8_array(image), (h // scale, w // scale))
+    if spec.resize_backend == "matlab_u8":
+        return from_uint8_array(matlab_imresize(image, 1.0 / scale, uint8_passes=True))
+    low = matlab_imresize(image.astype(np.float32) / np.float32(255.0), 1.0 / scale)
+    if low.ndim == 2:
+        low = low[:, :, None]
+    if spec.lr_quantise:
+        low = np.clip(np.round(low * np.float32(255.0)), 0, 255) / np.float32(255.0)
+    return torch.from_numpy(np.ascontiguousarray(low, dtype=np.float32)).permute(2, 0, 1)[None]
+
+
+def _read(source: ImageSource, spec: ProtocolSpec) -> np.ndarray:
+    if isinstance(source, np.ndarray):
+        return source
+    return read_image(source, grey=spec.grey_input, high_bit_depth=spec.high_bit_depth)
+
+
+def _integer_luma(image: np.ndarray, spec: ProtocolSpec) -> np.ndarray:
+    """Legacy Y-first input: integer Y of an RGB file, or a single-channel file's raw grey values."""
+    if image.ndim == 2:
+        return image
+    return np.round(_luma(image.astype(np.float64), spec)).astype(np.uint8)
+
+
+def _luma(rgb: np.ndarray, spec: ProtocolSpec) -> np.ndarray:
+    if spec.y_swap_rb:
+        rgb = rgb[..., ::-1]
+    if spec.y_form == "bt601_256":
+        return metrics.rgb_to_y(rgb, weights=metrics.Y_WEIGHTS_256)
+    if spec.y_form == "luma":
+        return metrics.rgb_to_y(rgb, weights=(0.299, 0.587, 0.114), offset=0.0)
+    return metrics.rgb_to_y(rgb)
+
+
+# --- references ----------------------------------------------------------------------------------
+
+def stitch5_masa(refs: list[np.ndarray]) -> np.ndarray:
+    """MASA-SR TestSet_multi: each reference replicate-padded centred to 512x512, stacked vertically
+    in level order (2560x512), then padded bottom/right to a multiple of 16 (a no-op here)."""
+    tiles = []
+    for ref in refs:
+        h, w = ref.shape[:2]
+        if h > 512 or w > 512:
+            raise UserError(f"stitch5_masa expects references of at most 512x512; got {h}x{w}")
+        top, left = (512 - h) // 2, (512 - w) // 2
+        tiles.append(pad_replicate(ref, top, 512 - h - top, left, 512 - w - left))
+    return np.concatenate(tiles, axis=0)
+
+
+def stitch5_zero500_topleft(refs: list[np.ndarray]) -> np.ndarray:
+    """researchmm/TTSR issue #25: a 2500x500 black canvas, one reference at the top-left of each 500-px slot."""
+    canvas = np.zeros((2500, 500, 3), dtype=np.uint8)
+    for slot, ref in enumerate(refs):
+        h, w = min(ref.shape[0], 500), min(ref.shape[1], 500)
+        canvas[slot * 500 : slot * 500 + h, :w] = ref[:h, :w]
+    return canvas
+
+
+STITCH_RECIPES = {"stitch5_masa": stitch5_masa, "stitch5_zero500_topleft": stitch5_zero500_topleft}
+
+
+def read_manifest(dataset: str) -> dict[str, str]:
+    """Committed {image name -> chosen reference file name} for datasets with random references."""
+    path = MANIFEST_DIR / f"{dataset}.csv"
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as handle:
+        return {row["image"]: row["reference"] for row in csv.DictReader(handle)}
+
+
+def seeded_choice(candidates: list[Path], seed: int = 0) -> Path:
+    """The documented rule behind the manifests: numpy default_rng(seed) over the sorted candidate list."""
+    ordered = sorted(candidates, key=lambda p: p.name)
+    return ordered[int(np.random.default_rng(seed).integers(len(ordered)))]
+
+
+def _reference_array(item: DatasetItem, policy: str, dataset: str, spec: ProtocolSpec) -> np.ndarray | None:
+    refs = dict(item.refs)
+    if policy in ("none", "self_lr"):
+        return None
+    if policy == "pair":
+        if "pair" not in refs:
+            raise UserError(f"{dataset}/{item.name}: the dataset provides no reference; use --ref-policy self_lr")
+        return _read(refs["pair"], spec)
+    if policy.startswith("level:"):
+        level = policy.split(":", 1)[1]
+        if level not in refs:
+            raise UserError(f"{dataset}/{item.name}: no reference level {level}; available: {', '.join(refs) or 'none'}")
+        return _read(refs[level], spec)
+    if policy in STITCH_RECIPES:
+        missing = [k for k in "12345" if k not in refs]
+        if missing:
+            raise UserError(f"{dataset}/{item.name}: {policy} needs references 1-5; missing {missing}")
+        return STITCH_RECIPES[policy]([_read(refs[k], spec) for k in "12345"])
+    if policy == "manifest":
+        if not item.candidates:
+            raise UserError(
+                f"{dataset}/{item.name}: no reference images found (expected "
+                f"Sun_Hays_SR_scenematches/{item.name}.jpg/*.jpg); add them or use --ref-policy self_lr"
+            )
+        chosen_name = read_manifest(dataset).get(item.name)
+        paths = [c for c in item.candidates if isinstance(c, Path)]
+        chosen = next((p for p in paths if p.name == chosen_name), None) if chosen_name else seeded_choice(paths)
+        if chosen is None:
+            raise UserError(f"{dataset}/{item.name}: manifest reference {chosen_name} not found among the scene matches")
+        return _read(chosen, spec)
+    raise UserError(
+        f"unknown reference policy {policy!r}; valid: none, pair, self_lr, manifest, level:1..5, {', '.join(STITCH_RECIPES)}"
+    )
+
+
+def _apply_ref_recipe(ref: np.ndarray, spec: ProtocolSpec) -> np.ndarray:
+    if spec.ref_recipe == "modcrop":
+        return modcrop(ref, spec.ref_multiple)
+    if spec.ref_recipe == "pad_br_replicate":
+        h, w = ref.shape[:2]
+        return pad_replicate(ref, 0, (-h) % spec.ref_multiple, 0, (-w) % spec.ref_multiple)
+    if spec.ref_recipe == "pad_center_replicate":
+        return pad_replicate(ref, *center_pad_amounts(*ref.shape[:2], spec.ref_multiple))
+    return ref
+
+
+# --- samples -------------------------------------------------------------------------------------
+
+def make_sample(item: DatasetItem, spec: ProtocolSpec, dataset: str, policy: str) -> Sample:
+    """Apply the preset's size recipe, degradation and reference policy to one dataset item."""
+    scale = spec.scale
+    multiple = spec.hr_multiple_for(dataset)
+    hr = _read(item.hr, spec)
+    if spec.degrade_luma_only:
+        hr = _integer_luma(hr, spec)
+    ref = _reference_array(item, policy, dataset, spec)
+    sr_crop = (0, 0, 0, 0)
+    if spec.hr_recipe == "modcrop":
+        hr = modcrop(hr, multiple)
+        degraded = hr
+    elif spec.hr_recipe == "resize_to_multiple":
+        hr = resize_to_multiple(hr, multiple)
+        degraded = hr
+    elif spec.hr_recipe == "pad_center_replicate":
+        sr_crop = center_pad_amounts(*hr.shape[:2], multiple)
+        degraded = pad_replicate(hr, *sr_crop)
+    else:  # zero_pad_to_common (C²-Matching test): mod-crop both, zero-pad both to the larger size
+        hr = modcrop(hr, multiple)
+        degraded = hr
+        if ref is not None:
+            ref = modcrop(ref, multiple)
+            height, width = max(hr.shape[0], ref.shape[0]), max(hr.shape[1], ref.shape[1])
+            degraded, ref = pad_zero(hr, height, width), pad_zero(ref, height, width)
+            sr_crop = (0, height - hr.shape[0], 0, width - hr.shape[1])
+    if min(degraded.shape[:2]) < scale:
+        raise UserError(f"{dataset}/{item.name}: image {degraded.shape[1]}x{degraded.shape[0]} is smaller than the scale")
+    lr = downscale(degraded, scale, spec)
+    ref_tensor = ref_lr = None
+    if ref is not None:
+        ref = _apply_ref_recipe(ref, spec)
+        ref_tensor = from_uint8_array(ref)
+        ref_lr = pil_bicubic(ref_tensor, (ref.shape[0] // scale, ref.shape[1] // scale))
+    elif policy == "self_lr":
+        ref_tensor = lr
+        ref_lr = pil_bicubic(lr, (max(1, lr.shape[2] // scale), max(1, lr.shape[3] // scale)))
+    level = policy
+    return Sample(item.name, from_uint8_array(hr), lr, ref_tensor, ref_lr, level, sr_crop)
+
+
+def iter_samples(items: list[DatasetItem], spec: ProtocolSpec, dataset: str, policy: str) -> Iterator[Sample]:
+    for item in items:
+        yield make_sample(item, spec, dataset, policy)
+
+
+# --- scoring -------------------------------------------------------------------------------------
+
+def quantise_sr(sr: np.ndarray, spec: ProtocolSpec) -> np.ndarray:
+    """SR on [0, 1] -> [0, 255] float64 per the preset (clamp/round as the reference code does)."""
+    levels = sr.astype(np.float64) * 255.0
+    low, high = spec.sr_clip_levels
+    if spec.sr_quantisation in ("clamp_round", "clamp"):
+        levels = np.clip(levels, low, high)
+    if spec.sr_quantisation in ("clamp_round", "round"):
+        levels = np.round(levels)
+    return levels
+
+
+def score(sr: torch.Tensor, sample: Sample, spec: ProtocolSpec) -> dict[str, float]:
+    """Metric values of one SR output against ``sample.hr``.
+
+    ``sr``: (1, C, H', W') float [0, 1] RGB (C = 3) as returned by a method; it is cropped by
+    ``sample.sr_crop`` and must then equal the HR size. Y-only presets average the channels (the
+    methods received the Y image replicated into three channels).
+    """
+    top, bottom, left, right = sample.sr_crop
+    sr = sr[:, :, top : sr.shape[2] - bottom, left : sr.shape[3] - right]
+    if sr.shape[2:] != sample.hr.shape[2:]:
+        raise UserError(f"{sample.name}: SR size {tuple(sr.shape[2:])} != HR size {tuple(sample.hr.shape[2:])}")
+    sr_array = sr[0].detach().to("cpu", torch.float64).permute(1, 2, 0).numpy()
+    hr_levels = np.round(sample.hr[0].to(torch.float64).permute(1, 2, 0).numpy() * 255.0)
+    if sample.hr.shape[1] == 1:
+        sr_array = sr_array.mean(axis=2, keepdims=True)
+    sr_levels = quantise_sr(sr_array, spec)
+    if spec.crop_left:
+        sr_levels, hr_levels = sr_levels[:, spec.crop_left :], hr_levels[:, spec.crop_left :]
+    values: dict[str, float] = {}
+    if any(m.endswith("_y") for m in spec.metrics):
+        if sample.hr.shape[1] == 1:
+            sr_y, hr_y = sr_levels[..., 0], hr_levels[..., 0]
+        else:
+            sr_y, hr_y = _luma(sr_levels, spec), _luma(hr_levels, spec)
+            if spec.y_round:
+                sr_y, hr_y = np.round(sr_y), np.round(hr_y)
+        values["psnr_y"] = metrics.psnr(sr_y, hr_y, crop_border=spec.crop_border)
+        values["ssim_y"] = metrics.ssim(sr_y, hr_y, crop_border=spec.crop_border)
+    if "psnr_rgb" in spec.metrics:
+        values["psnr_rgb"] = metrics.psnr_rgb(sr_levels, hr_levels, crop_border=spec.crop_border)
+    if "ssim_rgb" in spec.metrics:
+        values["ssim_rgb"] = metrics.ssim_rgb(sr_levels, hr_levels, crop_border=spec.crop_border)
+    if "lpips" in spec.metrics:
+        from protocols.perceptual import lpips_distance
+
+        values["lpips"] = lpips_distance(sr_levels, hr_levels, crop_border=spec.crop_border)
+    return {m: values[m] for m in spec.metrics}

@@ -1,0 +1,156 @@
+"""``ProtocolSpec``: every knob that changes a reported number, frozen; and the named presets.
+
+Each preset reproduces one paper's or official repository's evaluation convention as documented in
+``shared/docs/protocols.md`` §4 (the table is transcribed here as data). A preset never branches on a
+paper name: the pipeline reads only these fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from dataclasses import dataclass
+from typing import Any
+
+from protocols.core import UserError
+
+HR_RECIPES = ("modcrop", "resize_to_multiple", "pad_center_replicate", "zero_pad_to_common")
+REF_RECIPES = ("none", "modcrop", "pad_br_replicate", "pad_center_replicate")
+RESIZE_BACKENDS = ("pil", "matlab", "matlab_u8")
+SR_QUANTISATIONS = ("clamp_round", "round", "clamp", "none")
+Y_FORMS = ("bt601_255", "bt601_256", "luma")
+METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "lpips")
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """A complete evaluation convention. Field values are plain data so the spec serialises to JSON."""
+
+    name: str
+    description: str
+    source: str
+    status: str  # "code verified", "inferred", "suite default", ...
+    scale: int = 4
+    # --- image sizes ---------------------------------------------------------------------------
+    hr_recipe: str = "modcrop"  # see HR_RECIPES
+    hr_multiple: int = 4  # modcrop / resize_to_multiple / pad_center_replicate multiple (HR pixels)
+    hr_multiple_by_dataset: tuple[tuple[str, int], ...] = ()  # MASA: 32 for CUFED5, 64 for Sun80/Urban100
+    ref_recipe: str = "none"  # applied to the HR-resolution reference, see REF_RECIPES
+    ref_multiple: int = 1
+    # --- degradation ---------------------------------------------------------------------------
+    resize_backend: str = "pil"  # LR, Ref↓ generation; see RESIZE_BACKENDS
+    lr_quantise: bool = True  # round the LR to 8 bit (always true for the 8-bit PIL path)
+    degrade_luma_only: bool = False  # legacy Y-first pipeline: degrade and score integer Y only
+    grey_input: str = "replicate"  # "replicate" single-channel files into RGB, or "keep" (raw grey = Y)
+    high_bit_depth: str = "reject"  # 16-bit files: "reject" or "to_8bit"
+    # --- references ------------------------------------------------------------------------------
+    reference_policy: str = "pair"  # default for datasets that ship a reference
+    reference_policy_by_dataset: tuple[tuple[str, str], ...] = ()
+    # --- metrics ---------------------------------------------------------------------------------
+    metrics: tuple[str, ...] = ("psnr_y", "ssim_y")
+    y_form: str = "bt601_255"  # see Y_FORMS
+    y_swap_rb: bool = False  # feed RGB to a BGR formula (the MASA-SR bug before commit 35cb0fa)
+    y_round: bool = False  # integer luma (MATLAB rgb2ycbcr on uint8)
+    sr_quantisation: str = "clamp_round"  # see SR_QUANTISATIONS
+    sr_clip_levels: tuple[float, float] = (0.0, 255.0)  # legacy L clips Y to [16, 235]
+    crop_border: int = 0
+    crop_left: int = 0  # stereo SR convention: drop the leftmost 64 columns
+    ssim_definition: str = "wang_valid_gaussian11_sigma1.5"
+    aggregation: str = "mean_of_per_image"
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("hr_recipe", self.hr_recipe, HR_RECIPES),
+            ("ref_recipe", self.ref_recipe, REF_RECIPES),
+            ("resize_backend", self.resize_backend, RESIZE_BACKENDS),
+            ("sr_quantisation", self.sr_quantisation, SR_QUANTISATIONS),
+            ("y_form", self.y_form, Y_FORMS),
+        ]
+        for field_name, value, valid in checks:
+            if value not in valid:
+                raise UserError(f"{self.name}: {field_name}={value!r} is not one of {', '.join(valid)}")
+        for metric in self.metrics:
+            if metric not in METRICS:
+                raise UserError(f"{self.name}: unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+
+    def hr_multiple_for(self, dataset: str) -> int:
+        return dict(self.hr_multiple_by_dataset).get(dataset, self.hr_multiple)
+
+    def reference_policy_for(self, dataset: str) -> str:
+        return dict(self.reference_policy_by_dataset).get(dataset, self.reference_policy)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def sentence(self, dataset: str | None = None) -> str:
+        """One sentence stating the protocol, printed above every results table."""
+        recipe = self.hr_recipe + (f"({self.hr_multiple_for(dataset or '')})" if self.hr_recipe != "zero_pad_to_common" else "")
+        colour = ", ".join(self.metrics)
+        ref = self.reference_policy_for(dataset) if dataset else self.reference_policy
+        return (
+            f"Preset {self.name}: ×{self.scale}, HR {recipe}, LR by {self.resize_backend} bicubic"
+            f"{' (8-bit)' if self.lr_quantise else ' (float)'}, reference {ref}, metrics {colour} "
+            f"(Y {self.y_form}{', integer' if self.y_round else ''}), SR {self.sr_quantisation}, "
+            f"border crop {self.crop_border} px, SSIM {self.ssim_definition}, {self.aggregation}."
+        )
+
+
+_SELF_REFERENCE = (("urban100", "self_lr"), ("manga109", "self_lr"), ("set5", "self_lr"), ("set14", "self_lr"),
+                   ("b100", "self_lr"), ("sun80", "manifest"), ("cufed5", "level:1"))
+
+PRESETS: dict[str, ProtocolSpec] = {
+    spec.name: spec
+    for spec in (
+        ProtocolSpec(
+            name="refsr",
+            description="The suite's fair RefSR protocol, identical for every method.",
+            source="RefSR-Bench default (protocols.md §4 refsr_std, crop per the foundation issue)",
+            status="suite default",
+            crop_border=4,
+            reference_policy_by_dataset=_SELF_REFERENCE,
+        ),
+        ProtocolSpec(
+            name="sisr_std",
+            description="Standard SISR tables (EDSR/RCAN/CARN): MATLAB bicubic, 8-bit LR and SR, Y, crop = scale.",
+            source="yulunzhang/RCAN Evaluate_PSNR_SSIM.m; golden protocol S",
+            status="code verified",
+            resize_backend="matlab",
+            crop_border=4,
+            reference_policy="none",
+        ),
+        ProtocolSpec(
+            name="sisr_legacy_y",
+            description="VDSR-era Y-first MATLAB scripts: integer Y, float LR, SR clipped to [16, 235].",
+            source="kjw0612/rcn methods/Bicubic.m, utils/compute_diff.m; golden protocol L",
+            status="reproduces the literature bicubic rows of Set5/Set14/Urban100",
+            resize_backend="matlab",
+            lr_quantise=False,
+            degrade_luma_only=True,
+            grey_input="keep",
+            y_round=True,
+            sr_clip_levels=(16.0, 235.0),
+            crop_border=4,
+            reference_policy="none",
+        ),
+        ProtocolSpec(
+            name="sisr_matlab_u8",
+            description="RGB pipeline with MATLAB uint8 imresize semantics and integer Y.",
+            source="RCAN Prepare_TestData_HR_LR.m + rgb2ycbcr on uint8; golden protocol M",
+            status="reproduces the literature Manga109 bicubic row",
+            resize_backend="matlab_u8",
+            y_round=True,
+            crop_border=4,
+            reference_policy="none",
+        ),
+    )
+}
+
+
+def get_preset(name: str) -> ProtocolSpec:
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; valid: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]
+
+
+def list_presets(pattern: str = "*") -> list[str]:
+    return sorted(n for n in PRESETS if fnmatch.fnmatchcase(n, pattern))
