@@ -139,6 +139,13 @@ def seeded_choice(candidates: list[Path], seed: int = 0) -> Path:
     return ordered[int(np.random.default_rng(seed).integers(len(ordered)))]
 
 
+def resolve_policy(policy: str, dataset_has_references: bool) -> str:
+    """``auto`` -> ``pair`` for datasets that ship references, ``self_lr`` for the others."""
+    if policy == "auto":
+        return "pair" if dataset_has_references else "self_lr"
+    return policy
+
+
 def _reference_array(item: DatasetItem, policy: str, dataset: str, spec: ProtocolSpec) -> np.ndarray | None:
     refs = dict(item.refs)
     if policy in ("none", "self_lr"):
@@ -237,7 +244,9 @@ def iter_samples(items: list[DatasetItem], spec: ProtocolSpec, dataset: str, pol
 
 def quantise_sr(sr: np.ndarray, spec: ProtocolSpec) -> np.ndarray:
     """SR on [0, 1] -> [0, 255] float64 per the preset (clamp/round as the reference code does)."""
-    levels = sr.astype(np.float64) * 255.0
+    # float32 like the reference code (BasicSR tensor2img, MATLAB single): float64 here would flip a few
+    # pixels at the .5 rounding boundary and move SSIM by ~1e-5.
+    levels = (sr.astype(np.float32) * np.float32(255.0)).astype(np.float64)
     low, high = spec.sr_clip_levels
     if spec.sr_quantisation in ("clamp_round", "clamp"):
         levels = np.clip(levels, low, high)
@@ -257,7 +266,7 @@ def score(sr: torch.Tensor, sample: Sample, spec: ProtocolSpec) -> dict[str, flo
     sr = sr[:, :, top : sr.shape[2] - bottom, left : sr.shape[3] - right]
     if sr.shape[2:] != sample.hr.shape[2:]:
         raise UserError(f"{sample.name}: SR size {tuple(sr.shape[2:])} != HR size {tuple(sample.hr.shape[2:])}")
-    sr_array = sr[0].detach().to("cpu", torch.float64).permute(1, 2, 0).numpy()
+    sr_array = sr[0].detach().to("cpu", torch.float32).permute(1, 2, 0).numpy()
     hr_levels = np.round(sample.hr[0].to(torch.float64).permute(1, 2, 0).numpy() * 255.0)
     if sample.hr.shape[1] == 1:
         sr_array = sr_array.mean(axis=2, keepdims=True)

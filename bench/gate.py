@@ -1,0 +1,191 @@
+"""Regression gates: compare a run with committed golden values and fail on drift.
+
+Golden files (CSV, ``reports/golden/*.csv``) hold one expected value per key
+(method, protocol, preset, level, image, metric) -- ``image`` is ``MEAN`` for the dataset mean -- with a
+tolerance and a rule:
+- ``two_sided``: |got - expected| <= atol (quality: an unexpected improvement is drift too);
+- ``exact``: got == expected (parameter and MAC counts);
+- ``relative_increase``: got <= expected * (1 + atol), checked only when the device matches (latency).
+Paper values are never gated. ``refsr-bench accept DIR`` writes golden rows from a run, on request only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.records import Record, format_value, read_records
+from protocols.core import UserError
+
+GOLDEN_DIR = Path(__file__).resolve().parents[1] / "reports" / "golden"
+GOLDEN_COLUMNS = ("method", "protocol", "preset", "level", "image", "metric", "expected", "atol", "rule", "device",
+                  "source_run")
+DEFAULT_ATOL = {"psnr": 0.005, "ssim": 5e-5, "lpips": 1e-4, "acc": 1e-6, "n_positions": 0.0}
+Key = tuple[str, str, str, str, str, str]
+
+
+@dataclass(frozen=True)
+class GoldenRow:
+    key: Key
+    expected: float
+    atol: float
+    rule: str
+    device: str
+    source_run: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    key: Key
+    expected: float | None
+    got: float | None
+    atol: float | None
+    verdict: str  # pass, FAIL, MISSING, new, skipped
+
+    @property
+    def delta(self) -> float | None:
+        if self.expected is None or self.got is None:
+            return None
+        return self.got - self.expected
+
+
+def run_values(records: list[Record]) -> dict[Key, float]:
+    """Per-image values and per-(method, protocol, preset, level, metric) means of a run."""
+    values: dict[Key, float] = {}
+    groups: dict[tuple[str, ...], list[float]] = defaultdict(list)
+    for r in records:
+        values[(r.method, r.protocol, r.preset, r.level, r.image, r.metric)] = r.value
+        if r.image != "ALL":
+            groups[(r.method, r.protocol, r.preset, r.level, r.metric)].append(r.value)
+    for (method, protocol, preset, level, metric), group in groups.items():
+        values[(method, protocol, preset, level, "MEAN", metric)] = sum(group) / len(group)
+    return values
+
+
+def read_golden(paths: list[Path]) -> list[GoldenRow]:
+    rows = []
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"golden file not found: {path}")
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            if tuple(reader.fieldnames or ()) != GOLDEN_COLUMNS:
+                raise UserError(f"{path}: expected columns {','.join(GOLDEN_COLUMNS)}")
+            for row in reader:
+                key = tuple(row[c] for c in GOLDEN_COLUMNS[:6])
+                rows.append(GoldenRow(key, float(row["expected"]), float(row["atol"]), row["rule"], row["device"],  # type: ignore[arg-type]
+                                      row["source_run"]))
+    return rows
+
+
+def _passes(row: GoldenRow, got: float) -> bool:
+    if row.rule == "exact":
+        return got == row.expected
+    if row.rule == "relative_increase":
+        return got <= row.expected * (1 + row.atol)
+    if math.isinf(row.expected) or math.isinf(got):
+        return got == row.expected
+    return abs(got - row.expected) <= row.atol
+
+
+def gate(records: list[Record], golden: list[GoldenRow], device: str = "") -> list[Verdict]:
+    """Check every golden key that belongs to a (protocol, preset) present in the run."""
+    values = run_values(records)
+    scope = {(r.protocol, r.preset) for r in records}
+    verdicts = []
+    golden_keys = set()
+    for row in golden:
+        if (row.key[1], row.key[2]) not in scope:
+            continue
+        golden_keys.add(row.key)
+        got = values.get(row.key)
+        if got is None:
+            verdicts.append(Verdict(row.key, row.expected, None, row.atol, "MISSING"))
+        elif row.rule == "relative_increase" and row.device and row.device != device:
+            verdicts.append(Verdict(row.key, row.expected, got, row.atol, "skipped (other device)"))
+        else:
+            verdicts.append(Verdict(row.key, row.expected, got, row.atol, "pass" if _passes(row, got) else "FAIL"))
+    for key in sorted(set(values) - golden_keys):
+        verdicts.append(Verdict(key, None, values[key], None, "new"))
+    return verdicts
+
+
+def format_table(verdicts: list[Verdict]) -> str:
+    def show(value: float | None) -> str:
+        return "-" if value is None else format_value(value)
+
+    header = ("key", "expected", "got", "delta", "atol", "verdict")
+    rows = [("/".join(v.key), show(v.expected), show(v.got), show(v.delta), show(v.atol), v.verdict) for v in verdicts]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)) for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def golden_rows_from_run(records: list[Record], run_id: str) -> list[dict[str, str]]:
+    rows = []
+    for key, value in sorted(run_values(records).items()):
+        metric = key[5]
+        atol = next((tol for prefix, tol in DEFAULT_ATOL.items() if metric.startswith(prefix)), 0.0)
+        rows.append(dict(zip(GOLDEN_COLUMNS, [*key, format_value(value), repr(atol), "two_sided", "", run_id])))
+    return rows
+
+
+def accept(run_dir: Path, golden_file: Path) -> int:
+    """Replace the golden rows of the run's (protocol, preset) pairs with the run's values."""
+    records = [r for r in read_records(run_dir / "records.csv") if "[random-weights]" not in r.method]
+    if not records:
+        raise UserError(f"no records (with real weights) in {run_dir / 'records.csv'}")
+    scope = {(r.protocol, r.preset) for r in records}
+    kept: list[dict[str, str]] = []
+    if golden_file.is_file():
+        with open(golden_file, newline="") as handle:
+            kept = [row for row in csv.DictReader(handle) if (row["protocol"], row["preset"]) not in scope]
+    new_rows = golden_rows_from_run(records, records[0].run_id)
+    golden_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(golden_file, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, GOLDEN_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(sorted(kept + new_rows, key=lambda row: tuple(row[c] for c in GOLDEN_COLUMNS[:6])))
+    return len(new_rows)
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run)
+    records = read_records(run_dir / "records.csv")
+    if not records:
+        raise UserError(f"no records in {run_dir / 'records.csv'}")
+    paths = [Path(p) for p in args.golden] if args.golden else sorted(GOLDEN_DIR.glob("*.csv"))
+    verdicts = gate(records, read_golden(paths), device=args.device or "")
+    print(format_table(verdicts))
+    failed = [v for v in verdicts if v.verdict in ("FAIL", "MISSING")]
+    new = [v for v in verdicts if v.verdict == "new"]
+    checked = [v for v in verdicts if v.verdict in ("pass", "FAIL", "MISSING")]
+    print(f"\n{len(checked)} golden keys checked: {len(failed)} failed/missing; {len(new)} new keys (warning)")
+    for v in failed:
+        print(f"  {v.verdict}: {'/'.join(v.key)}")
+    if not checked:
+        print("warning: no golden keys apply to this run (accept it with `refsr-bench accept DIR`)")
+    return 1 if failed else 0
+
+
+def _cmd_accept(args: argparse.Namespace) -> int:
+    golden_file = Path(args.golden) if args.golden else GOLDEN_DIR / f"{Path(args.run).name}.csv"
+    count = accept(Path(args.run), golden_file)
+    print(f"wrote {count} golden rows to {golden_file}")
+    return 0
+
+
+def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
+    gate_parser = subparsers.add_parser("gate", help="compare a run with golden values; exit 1 on drift")
+    gate_parser.add_argument("--run", required=True, help="run folder holding records.csv")
+    gate_parser.add_argument("--golden", action="append", help="golden CSV (default: reports/golden/*.csv)")
+    gate_parser.add_argument("--device", help="device tag for latency rules")
+    gate_parser.set_defaults(handler=_cmd_gate)
+    accept_parser = subparsers.add_parser("accept", help="write golden values from a run (explicit request only)")
+    accept_parser.add_argument("run", help="run folder holding records.csv")
+    accept_parser.add_argument("--golden", help="golden CSV to update (default: reports/golden/<run folder>.csv)")
+    accept_parser.set_defaults(handler=_cmd_accept)
