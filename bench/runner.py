@@ -25,7 +25,7 @@ from methods.base import Method, sha256_of
 from methods.registry import create, resolve
 from protocols.core import Sample, UserError
 from protocols.datasets import get_dataset, load_items
-from protocols.pipeline import make_sample, score
+from protocols.pipeline import make_sample, resolve_policy, score
 from protocols.spec import ProtocolSpec, get_preset
 
 RANDOM_WEIGHTS_TAG = "[random-weights]"
@@ -129,12 +129,16 @@ def _weights_manifest(method: Method, config: RunConfig) -> list[dict[str, Any]]
     return rows
 
 
-def run(config: RunConfig) -> list[Record]:
+def run(config: RunConfig, prediction_cache: dict[tuple[str, ...], torch.Tensor] | None = None) -> list[Record]:
+    """Evaluate ``config``; ``prediction_cache`` (optional) reuses SR outputs across presets that give a
+    method identical inputs (the protocol audit runs many presets that share an LR)."""
     spec = get_preset(config.preset)
     items = load_items(config.dataset, config.data_root)  # validates the layout before any work
     index, count = config.shard
     items = items[index::count]
-    policies = config.reference_policies or (spec.reference_policy_for(config.dataset),)
+    policies = config.reference_policies or (
+        resolve_policy(spec.reference_policy_for(config.dataset), get_dataset(config.dataset).has_references),
+    )
     run_id = config.run_id()
     config.out_dir.mkdir(parents=True, exist_ok=True)
     determinism = provenance.set_deterministic()
@@ -176,7 +180,7 @@ def run(config: RunConfig) -> list[Record]:
                 continue
             sample = make_sample(item, spec, config.dataset, policy)
             for method, record_name in pending:
-                sr = _predict(method, sample, config.device)
+                sr = _cached_predict(method, record_name, sample, config.device, prediction_cache)
                 values = score(sr.cpu(), sample, spec)
                 appender.append([
                     Record(run_id, config.dataset, config.preset, record_name, policy, item.name, metric, value)
@@ -187,6 +191,24 @@ def run(config: RunConfig) -> list[Record]:
                 progress.update(1)
     progress.close()
     return appender.finish()
+
+
+def _digest(image: torch.Tensor | None) -> str:
+    if image is None:
+        return "-"
+    array = image.detach().cpu().contiguous().numpy()
+    return hashlib.sha1(array.tobytes() + str(array.shape).encode()).hexdigest()
+
+
+def _cached_predict(method: Method, record_name: str, sample: Sample, device: str,
+                    cache: dict[tuple[str, ...], torch.Tensor] | None) -> torch.Tensor:
+    if cache is None:
+        return _predict(method, sample, device)
+    inputs = (sample.lr, sample.ref, sample.ref_lr) if method.info.needs_reference else (sample.lr,)
+    key = (record_name, *(_digest(image) for image in inputs))
+    if key not in cache:
+        cache[key] = _predict(method, sample, device).cpu()
+    return cache[key]
 
 
 def _predict(method: Method, sample: Sample, device: str) -> torch.Tensor:

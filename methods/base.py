@@ -56,6 +56,7 @@ class MethodInfo:
     parts: Mapping[str, str] = field(default_factory=dict)
     choices: Mapping[str, str] = field(default_factory=dict)
     lr_multiple: int = 1  # predict() accepts any LR size; this is what the network itself needs
+    task: str = "sr"  # "sr": has predict(); "matching": a correspondence-only matcher (predict raises)
 
     @property
     def needs_reference(self) -> bool:

@@ -1,0 +1,83 @@
+"""``refsr-bench audit``: one method under every preset that applies to a dataset, so a reader can see
+how much of a reported gap is protocol rather than method. Writes OUT/<preset>/records.csv per preset and
+OUT/audit.csv (preset x metric mean, Δ to the suite default ``refsr``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from bench.records import Record
+from bench.runner import RunConfig, run
+from methods.registry import create, resolve
+from protocols.core import UserError
+from protocols.datasets import get_dataset
+from protocols.spec import PRESETS, ProtocolSpec
+
+SUITE_DEFAULT = "refsr"
+
+
+def applicable_presets(method_name: str, dataset: str) -> list[ProtocolSpec]:
+    """Presets the method can run under on this dataset (scale supported; a reference where needed)."""
+    specs = []
+    for spec in PRESETS.values():
+        try:
+            method = create(method_name, scale=spec.scale)
+        except UserError:
+            continue
+        policy = spec.reference_policy_for(dataset)
+        if method.info.needs_reference and policy == "none":
+            continue
+        specs.append(spec)
+    return specs
+
+
+def audit_table(records: list[Record]) -> pd.DataFrame:
+    """Rows: preset; columns: metric means and Δ to ``refsr`` for each metric both have."""
+    frame = pd.DataFrame([r.__dict__ for r in records])
+    means = frame.groupby(["preset", "metric"])["value"].mean().unstack("metric")
+    if SUITE_DEFAULT in means.index:
+        for metric in list(means.columns):
+            means[f"delta_{metric}"] = means[metric] - means.loc[SUITE_DEFAULT, metric]
+    return means.sort_index()
+
+
+def audit(method: str, dataset: str, out_dir: Path, data_root: str | None, weights: str | None,
+          presets: list[str] | None = None) -> pd.DataFrame:
+    get_dataset(dataset)
+    (method,) = resolve([method])
+    specs = applicable_presets(method, dataset)
+    if presets:
+        specs = [s for s in specs if s.name in presets]
+    if not specs:
+        raise UserError(f"no preset applies to {method} on {dataset}")
+    records: list[Record] = []
+    cache: dict[tuple[str, ...], torch.Tensor] = {}
+    for spec in specs:
+        config = RunConfig(dataset=dataset, preset=spec.name, methods=(method,), out_dir=out_dir / spec.name,
+                           data_root=data_root, weights=weights)
+        records += run(config, prediction_cache=cache)
+    table = audit_table(records)
+    table.to_csv(out_dir / "audit.csv", float_format="%.6f")
+    return table
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    table = audit(args.method, args.dataset, Path(args.out), args.data, args.weights, args.presets)
+    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    print(f"wrote {Path(args.out) / 'audit.csv'} and one run folder per preset")
+    return 0
+
+
+def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("audit", help="one method under every applicable preset (protocol audit table)")
+    parser.add_argument("-m", "--method", required=True)
+    parser.add_argument("-d", "--dataset", required=True)
+    parser.add_argument("--data", help="dataset root (default: $REFSR_DATA)")
+    parser.add_argument("--weights", help="weights folder or checkpoint file")
+    parser.add_argument("--presets", nargs="+", help="restrict to these presets")
+    parser.add_argument("--out", default="runs/audit")
+    parser.set_defaults(handler=_cmd_audit)
