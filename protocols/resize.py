@@ -77,7 +77,7 @@ def _contributions(in_length: int, out_length: int, scale: float) -> tuple[np.nd
 
 def _resize_axis(array: np.ndarray, axis: int, out_length: int, scale: float, dtype: type) -> np.ndarray:
     indices, weights = _contributions(array.shape[axis], out_length, scale)
-    moved = np.moveaxis(array, axis, 0).astype(dtype, copy=False)
+    moved: np.ndarray = np.moveaxis(array, axis, 0).astype(dtype, copy=False)
     gathered = moved[indices]  # (out, taps, ...)
     weights = weights.astype(dtype).reshape(weights.shape + (1,) * (moved.ndim - 1))
     return np.moveaxis((gathered * weights).sum(axis=1, dtype=dtype), 0, axis)
