@@ -13,7 +13,8 @@ from pathlib import Path
 from protocols.core import UserError
 
 # Verbs contributed by other modules (each defines ``add_subcommand(subparsers)``).
-_VERB_MODULES = ("bench.match_cli", "bench.cost_cli", "bench.gate", "bench.audit", "bench.jobs", "reports.cli", "bench.demo")
+_VERB_MODULES = ("bench.match_cli", "bench.cost_cli", "bench.gate", "bench.audit", "bench.jobs", "bench.manifests", "reports.cli",
+                 "bench.demo")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

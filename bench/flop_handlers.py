@@ -117,34 +117,22 @@ def baddbmm_macs(inputs: list[Any], outputs: list[Any]) -> int:
 
 
 # Not multiply-accumulates: elementwise arithmetic and activations, reductions, indexing, sorting,
-# re-layouts and padding. fvcore would list most of them as unsupported.
-ZERO_MAC_OPS: tuple[str, ...] = (
-    "aten::add", "aten::add_", "aten::sub", "aten::sub_", "aten::rsub", "aten::mul", "aten::mul_",
-    "aten::div", "aten::div_", "aten::neg", "aten::abs", "aten::pow", "aten::sqrt", "aten::rsqrt",
-    "aten::exp", "aten::log", "aten::reciprocal", "aten::sign", "aten::round", "aten::floor",
-    "aten::ceil", "aten::fmod", "aten::remainder", "aten::floor_divide", "aten::lerp",
-    "aten::relu", "aten::relu_", "aten::leaky_relu", "aten::leaky_relu_", "aten::sigmoid",
-    "aten::sigmoid_", "aten::tanh", "aten::tanh_", "aten::prelu", "aten::gelu", "aten::elu",
-    "aten::hardtanh", "aten::hardtanh_", "aten::softmax", "aten::log_softmax", "aten::clamp",
-    "aten::clamp_", "aten::clamp_min", "aten::clamp_min_", "aten::clamp_max", "aten::clamp_max_",
-    "aten::dropout", "aten::feature_dropout",
-    "aten::sum", "aten::mean", "aten::std", "aten::var", "aten::var_mean", "aten::std_mean",
-    "aten::max", "aten::min", "aten::amax", "aten::amin", "aten::argmax", "aten::argmin",
-    "aten::topk", "aten::sort", "aten::argsort", "aten::cumsum",
-    "aten::eq", "aten::ne", "aten::lt", "aten::le", "aten::gt", "aten::ge", "aten::where",
-    "aten::logical_and", "aten::logical_or", "aten::logical_not", "aten::masked_fill",
-    "aten::masked_fill_", "aten::gather", "aten::scatter", "aten::scatter_", "aten::scatter_add",
-    "aten::scatter_add_", "aten::index", "aten::index_select", "aten::index_put_", "aten::index_add",
-    "aten::index_add_", "aten::take_along_dim", "aten::repeat", "aten::repeat_interleave",
-    "aten::expand_as", "aten::flip", "aten::roll", "aten::tile", "aten::meshgrid", "aten::linspace",
-    "aten::arange", "aten::ones_like", "aten::zeros_like", "aten::empty_like", "aten::fill_",
-    "aten::zero_", "aten::clone", "aten::copy_", "aten::fill", "aten::unfold", "aten::im2col",
-    "aten::col2im", "aten::pixel_shuffle", "aten::pixel_unshuffle", "aten::pad",
-    "aten::constant_pad_nd", "aten::reflection_pad2d", "aten::replication_pad2d",
-    "aten::max_pool2d", "aten::max_pool2d_with_indices", "aten::embedding", "aten::one_hot",
-    "aten::contiguous", "aten::view_as", "aten::reshape_as", "aten::unflatten", "aten::movedim",
-    "aten::bitwise_and", "aten::bitwise_or", "aten::__and__", "aten::__or__", "aten::type_as",
-    "aten::detach", "aten::nan_to_num",
+# re-layouts and padding (ATen names without the ``aten::`` prefix). fvcore lists most as unsupported.
+ZERO_MAC_OPS: tuple[str, ...] = tuple(
+    "aten::" + name
+    for name in """
+    add add_ sub sub_ rsub mul mul_ div div_ neg abs pow sqrt rsqrt exp log reciprocal sign round floor
+    ceil fmod remainder floor_divide lerp relu relu_ leaky_relu leaky_relu_ sigmoid sigmoid_ tanh tanh_
+    prelu gelu elu hardtanh hardtanh_ selu selu_ softmax log_softmax clamp clamp_ clamp_min clamp_min_
+    clamp_max clamp_max_ dropout feature_dropout sum mean std var var_mean std_mean max min amax amin
+    argmax argmin topk sort argsort cumsum eq ne lt le gt ge where logical_and logical_or logical_not
+    masked_fill masked_fill_ gather scatter scatter_ scatter_add scatter_add_ index index_select
+    index_put_ index_add index_add_ take_along_dim repeat repeat_interleave expand_as flip roll tile
+    meshgrid linspace arange ones_like zeros_like empty_like fill_ zero_ clone copy_ fill unfold im2col
+    col2im pixel_shuffle pixel_unshuffle pad constant_pad_nd reflection_pad2d replication_pad2d
+    max_pool2d max_pool2d_with_indices embedding one_hot contiguous view_as reshape_as unflatten
+    movedim bitwise_and bitwise_or __and__ __or__ type_as detach nan_to_num
+    """.split()
 )
 
 MACS_HANDLES: dict[str, Handle] = {
@@ -222,9 +210,17 @@ def masa_einsum(inputs: list[Any], outputs: list[Any]) -> Counter[str] | None:
 
 
 MASA2021_ELEMENTWISE_COST: dict[str, int] = {
-    "aten::add": 1, "aten::add_": 1, "aten::mul": 1, "aten::sub": 1, "aten::div": 1,
-    "aten::floor_divide": 1, "aten::relu": 1, "aten::relu_": 1,
-    "aten::softmax": 5, "aten::rsqrt": 2, "aten::dropout": 1,
+    "aten::add": 1,
+    "aten::add_": 1,
+    "aten::mul": 1,
+    "aten::sub": 1,
+    "aten::div": 1,
+    "aten::floor_divide": 1,
+    "aten::relu": 1,
+    "aten::relu_": 1,
+    "aten::softmax": 5,
+    "aten::rsqrt": 2,
+    "aten::dropout": 1,
 }
 
 MASA2021_HANDLES: dict[str, Handle] = {

@@ -52,6 +52,13 @@ def _flat_hr(root: Path) -> list[DatasetItem]:
     return [DatasetItem(p.stem, p) for p in images]
 
 
+def _manga109(root: Path) -> list[DatasetItem]:
+    """Each page may take another Manga109 image as reference (C²-Matching issue #14): all others are candidates."""
+    items = _flat_hr(root)
+    paths = [item.hr for item in items]
+    return [DatasetItem(item.name, item.hr, candidates=tuple(p for p in paths if p is not item.hr)) for item in items]
+
+
 def _wrsr(root: Path) -> list[DatasetItem]:
     pairs_file = root / "WR-SR_pairs.txt"
     if not pairs_file.is_file():
@@ -145,7 +152,7 @@ DATASETS: dict[str, DatasetDef] = {
         DatasetDef("set14", ("Set14",), "Set14/<name>.png (14 HR images)", _flat_hr),
         DatasetDef("b100", ("B100", "BSD100", "BSDS100"), "B100/<name>.png (100 HR images)", _flat_hr),
         DatasetDef("urban100", ("Urban100",), "Urban100/img_NNN.png", _flat_hr),
-        DatasetDef("manga109", ("Manga109",), "Manga109/<Title>.png (109 images)", _flat_hr),
+        DatasetDef("manga109", ("Manga109",), "Manga109/<Title>.png (109 images)", _manga109),
         DatasetDef("wrsr", ("WR-SR",), "WR-SR/input/NNN.png, WR-SR/ref/NNN_ref.png, WR-SR/WR-SR_pairs.txt", _wrsr, True),
         DatasetDef(
             "sun80", ("Sun80", "Sun_Hays80"),

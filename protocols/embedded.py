@@ -124,7 +124,7 @@ def demo_stereo_pairs() -> tuple[CorrespondencePair, ...]:
     return (CorrespondencePair("motorcycle", left, right, gt_yx, valid),)
 
 
-def _bilinear_sample(image: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def bilinear_sample(image: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sample float (H, W, C) at float positions; returns (values (..., C), inside mask). Outside -> 0."""
     height, width = image.shape[:2]
     inside = (ys >= 0) & (ys <= height - 1) & (xs >= 0) & (xs <= width - 1)
@@ -155,7 +155,7 @@ def homography_pair(name: str, image: np.ndarray, spec: HomographySpec) -> Corre
     matrix = spec.matrix(height, width)
     rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
     src_y, src_x = _apply_homography(np.linalg.inv(matrix), rows, cols)
-    warped, _ = _bilinear_sample(image.astype(np.float64), src_y, src_x)
+    warped, _ = bilinear_sample(image.astype(np.float64), src_y, src_x)
     ref = np.clip(np.round(warped), 0, 255).astype(np.uint8)
     gt_y, gt_x = _apply_homography(matrix, rows, cols)
     valid = (gt_y >= 0) & (gt_y <= height - 1) & (gt_x >= 0) & (gt_x <= width - 1)
