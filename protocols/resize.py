@@ -52,8 +52,9 @@ def _cubic(x: np.ndarray) -> np.ndarray:
     return near + far
 
 
-def _contributions(in_length: int, out_length: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """MATLAB ``contributions``: per output index, the input indices (symmetric boundary) and weights."""
+def _raw_contributions(in_length: int, out_length: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB ``contributions`` before the boundary rule: per output sample, 0-based input indices (may
+    fall outside [0, in_length)) and normalised Keys-cubic weights; all-zero tap columns removed."""
     kernel_width = 4.0
     antialias = scale < 1
     if antialias:
@@ -67,20 +68,55 @@ def _contributions(in_length: int, out_length: int, scale: float) -> tuple[np.nd
     weights = scale * _cubic(distance * scale) if antialias else _cubic(distance)
     weights = weights / weights.sum(axis=1, keepdims=True)
     keep = np.any(weights != 0, axis=0)
-    indices, weights = indices[:, keep], weights[:, keep]
-    # Symmetric ("mirror, edge repeated") boundary on 1-based indices, then 0-based.
+    return (indices[:, keep] - 1).astype(np.int64), weights[:, keep]
+
+
+def _contributions(in_length: int, out_length: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices with MATLAB's symmetric boundary (mirror, edge sample repeated) applied, and weights."""
+    indices, weights = _raw_contributions(in_length, out_length, scale)
     period = 2 * in_length
-    mirrored = np.mod(indices - 1, period)
+    mirrored = np.mod(indices, period)
     mirrored = np.where(mirrored >= in_length, period - 1 - mirrored, mirrored)
-    return mirrored.astype(np.int64), weights
+    return mirrored, weights
+
+
+def _phase_period(indices: np.ndarray, weights: np.ndarray) -> int | None:
+    """Smallest p such that output i + p uses the taps of output i shifted by a constant: then a pass is
+    p strided slices per tap (rational scales such as ×4 and ÷4), not a gather."""
+    n = len(weights)
+    for p in range(1, min(n, 64) + 1):
+        if p == n:
+            return p
+        shift = indices[p:, 0] - indices[:-p, 0]
+        if np.all(shift == shift[0]) and np.allclose(weights[p:], weights[:-p], rtol=0, atol=1e-12):
+            return p
+    return None
 
 
 def _resize_axis(array: np.ndarray, axis: int, out_length: int, scale: float, dtype: type) -> np.ndarray:
-    indices, weights = _contributions(array.shape[axis], out_length, scale)
+    in_length = array.shape[axis]
     moved: np.ndarray = np.moveaxis(array, axis, 0).astype(dtype, copy=False)
-    gathered = moved[indices]  # (out, taps, ...)
-    weights = weights.astype(dtype).reshape(weights.shape + (1,) * (moved.ndim - 1))
-    return np.moveaxis((gathered * weights).sum(axis=1, dtype=dtype), 0, axis)
+    indices, weights = _raw_contributions(in_length, out_length, scale)
+    period = _phase_period(indices, weights)
+    if period is None:  # irregular ratio: gather the mirrored taps
+        mirrored, weights = _contributions(in_length, out_length, scale)
+        taps = moved[mirrored] * weights.astype(dtype).reshape(weights.shape + (1,) * (moved.ndim - 1))
+        return np.moveaxis(taps.sum(axis=1, dtype=dtype), 0, axis)
+    before = max(0, -int(indices.min()))
+    after = max(0, int(indices.max()) - (in_length - 1))
+    padded = np.pad(moved, [(before, after)] + [(0, 0)] * (moved.ndim - 1), mode="symmetric")
+    result = np.zeros((out_length,) + moved.shape[1:], dtype=dtype)
+    for phase in range(period):
+        outputs = range(phase, out_length, period)
+        count = len(outputs)
+        if count == 0:
+            continue
+        step = int(indices[phase + period, 0] - indices[phase, 0]) if count > 1 else 1
+        for tap in range(indices.shape[1]):
+            first = int(indices[phase, tap]) + before
+            source = padded[first : first + step * (count - 1) + 1 : step]
+            result[phase::period] += dtype(weights[phase, tap]) * source
+    return np.moveaxis(result, 0, axis)
 
 
 def matlab_imresize(image: np.ndarray, scale: float, *, uint8_passes: bool = False) -> np.ndarray:

@@ -87,3 +87,16 @@ def test_psnr_of_luma_without_offset_is_lower_by_constant(image_pair: tuple[np.n
 def test_shape_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match="shapes differ"):
         metrics.psnr(np.zeros((4, 4)), np.zeros((4, 5)), crop_border=0)
+
+
+def test_lpips_without_backbone_weights_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    import torch
+
+    from protocols import perceptual
+    from protocols.core import UserError
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    perceptual._model.cache_clear()
+    with pytest.raises(UserError, match="alexnet-owt-7be5be79.pth"):
+        perceptual.lpips_distance(np.zeros((8, 8, 3)), np.zeros((8, 8, 3)), crop_border=0)
+    perceptual._model.cache_clear()
