@@ -103,3 +103,19 @@ def test_shard_syntax(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     assert status == 2 and "--shard" in err
 
 
+
+
+def test_weights_fetch_offline_is_a_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.error
+    import urllib.request
+
+    def offline(*_args: object, **_kwargs: object) -> None:
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    status, err = run_cli(capsys, "weights", "fetch", "carn_m", "--weights", str(tmp_path))
+    assert status == 2 and "could not download" in err and str(tmp_path / "carn_m.pth") in err
+    assert not list(tmp_path.iterdir())  # no partial file left behind
+    status, err = run_cli(capsys, "weights", "fetch", "nope", "--weights", str(tmp_path))
+    assert status == 2 and "no official weights registered for 'nope'" in err
