@@ -31,6 +31,7 @@ from torch import nn
 from torchvision.ops import deform_conv2d
 
 from methods.base import MethodInfo, WeightFile, check_image_tensor, load_state_dict_strict, read_checkpoint
+from methods.blocks import ResidualBlock, conv3x3
 from protocols.core import Correspondence, UserError
 from protocols.resize import pil_bicubic
 
@@ -271,22 +272,6 @@ def _lrelu(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, LEAKY_SLOPE)
 
 
-def _conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
-
-
-class ResidualBlockNoBN(nn.Module):
-    """conv3x3 -> ReLU -> conv3x3, plus identity (res_scale 1). (N, C, H, W) -> same."""
-
-    def __init__(self, channels: int = 64) -> None:
-        super().__init__()
-        self.conv1 = _conv3x3(channels, channels)
-        self.conv2 = _conv3x3(channels, channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(x)))
-
-
 def _zero_conv(conv: nn.Conv2d) -> None:
     nn.init.zeros_(conv.weight)
     if conv.bias is not None:
@@ -294,7 +279,7 @@ def _zero_conv(conv: nn.Conv2d) -> None:
 
 
 def _residual_body(blocks: int, channels: int) -> nn.Sequential:
-    return nn.Sequential(*[ResidualBlockNoBN(channels) for _ in range(blocks)])
+    return nn.Sequential(*[ResidualBlock(channels) for _ in range(blocks)])
 
 
 class ContentExtractor(nn.Module):
@@ -302,7 +287,7 @@ class ContentExtractor(nn.Module):
 
     def __init__(self, ngf: int = 64, n_blocks: int = 16) -> None:
         super().__init__()
-        self.conv_first = _conv3x3(3, ngf)
+        self.conv_first = conv3x3(3, ngf)
         self.body = _residual_body(n_blocks, ngf)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -323,7 +308,7 @@ class DynamicAggregation(nn.Module):
         taps = PATCH_SIZE * PATCH_SIZE
         self.weight = nn.Parameter(torch.empty(channels, channels, PATCH_SIZE, PATCH_SIZE))
         self.bias = nn.Parameter(torch.zeros(channels))
-        self.conv_offset_mask = _conv3x3(channels, groups * 3 * taps)
+        self.conv_offset_mask = conv3x3(channels, groups * 3 * taps)
         bound = 1.0 / (channels * taps) ** 0.5  # the DCN module's own initialisation
         nn.init.uniform_(self.weight, -bound, bound)
         _zero_conv(self.conv_offset_mask)
@@ -358,15 +343,15 @@ class DynAggRestore(nn.Module):
     def __init__(self, ngf: int = 64, n_blocks: int = 16, groups: int = DEFORMABLE_GROUPS) -> None:
         super().__init__()
         for name, _, channels, _ in DYN_AGG_SCALES:
-            self.add_module(f"{name}_offset_conv1", _conv3x3(ngf + channels, channels))
-            self.add_module(f"{name}_offset_conv2", _conv3x3(channels, channels))
+            self.add_module(f"{name}_offset_conv1", conv3x3(ngf + channels, channels))
+            self.add_module(f"{name}_offset_conv2", conv3x3(channels, channels))
             self.add_module(f"{name}_dyn_agg", DynamicAggregation(channels, groups))
-            self.add_module(f"head_{name}", nn.Sequential(_conv3x3(ngf + channels, ngf), nn.LeakyReLU(LEAKY_SLOPE)))
+            self.add_module(f"head_{name}", nn.Sequential(conv3x3(ngf + channels, ngf), nn.LeakyReLU(LEAKY_SLOPE)))
             self.add_module(f"body_{name}", _residual_body(n_blocks, ngf))
             if name == DYN_AGG_SCALES[-1][0]:
-                tail = nn.Sequential(_conv3x3(ngf, ngf // 2), nn.LeakyReLU(LEAKY_SLOPE), _conv3x3(ngf // 2, 3))
+                tail = nn.Sequential(conv3x3(ngf, ngf // 2), nn.LeakyReLU(LEAKY_SLOPE), conv3x3(ngf // 2, 3))
             else:
-                tail = nn.Sequential(_conv3x3(ngf, ngf * 4), nn.PixelShuffle(2), nn.LeakyReLU(LEAKY_SLOPE))
+                tail = nn.Sequential(conv3x3(ngf, ngf * 4), nn.PixelShuffle(2), nn.LeakyReLU(LEAKY_SLOPE))
             self.add_module(f"tail_{name}", tail)
 
     def forward(

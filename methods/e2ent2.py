@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.base import MethodInfo, check_image_tensor, load_state_dict_strict, read_checkpoint
+from methods.blocks import ResidualBlock, conv3x3
 from protocols.core import Correspondence, UserError
 from protocols.resize import pil_bicubic
 
@@ -242,22 +243,6 @@ class FeatureSwap(nn.Module):
 
 # ---------------------------------------------------------------------------------------------------
 # network
-
-
-def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
-
-
-class ResidualBlock(nn.Module):
-    """conv3x3 - ReLU - conv3x3, plus identity; no batch norm (EDSR style, res_scale 1)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv1 = conv3x3(channels, channels)
-        self.conv2 = conv3x3(channels, channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(x)))
 
 
 class Encoder(nn.Module):

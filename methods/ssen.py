@@ -27,6 +27,7 @@ from torch import nn
 from torchvision.ops import deform_conv2d
 
 from methods.base import MethodInfo, check_image_tensor, load_state_dict_strict, read_checkpoint
+from methods.blocks import ResidualBlock, conv3x3
 from protocols.core import UserError
 
 SUPPORTED_SCALES = (4,)
@@ -40,22 +41,6 @@ _TITLE = "Robust Reference-based Super-Resolution with Similarity-Aware Deformab
 
 # ---------------------------------------------------------------------------------------------------
 # building blocks
-
-
-def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1)
-
-
-class ResidualBlock(nn.Module):
-    """EDSR residual block without batch norm: conv3x3 - ReLU - conv3x3, plus identity (res_scale 1)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv1 = conv3x3(channels, channels)
-        self.conv2 = conv3x3(channels, channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(x)))
 
 
 class NonLocalBlock(nn.Module):
