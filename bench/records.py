@@ -12,7 +12,7 @@ import csv
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 COLUMNS = ("run_id", "protocol", "preset", "method", "level", "image", "metric", "value")
@@ -69,7 +69,7 @@ def read_records(path: str | Path) -> list[Record]:
                 value = float(row[-1])
             except ValueError:
                 continue
-            records.append(Record(*row[:-1], value))  # type: ignore[arg-type]
+            records.append(Record(*row[:-1], value))  # type: ignore[arg-type, call-arg]
     return records
 
 
@@ -115,7 +115,3 @@ class RecordAppender:
         records = read_records(self.path)
         write_records(self.path, records)
         return records
-
-
-def record_field_names() -> tuple[str, ...]:
-    return tuple(f.name for f in fields(Record))

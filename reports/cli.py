@@ -1,0 +1,109 @@
+"""``refsr-bench report --results DIR [DIR...] --out DIR``: tables, plots, one HTML page, LaTeX tabulars.
+
+Reads every run folder under the given folders (records.csv + run.json, cost.csv + run.json) and writes
+``OUT/index.html`` (self-contained), ``OUT/tables/<table_id>.tex`` (booktabs tabulars) and
+``OUT/plots/<name>.png|svg``. Seed-paper tables are always written, with our cells empty-with-reason where
+nothing was run. ``render_report`` is the same as a Python function (used by ``refsr-bench demo``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from pathlib import Path
+
+from protocols.core import UserError
+from reports.collect import collect, means
+from reports.paper_values import PAPER_VALUES_CSV, load_paper_values
+from reports.plots import make_plots
+from reports.render import render_html, render_latex
+from reports.tables import (
+    REASON_NO_DATASET,
+    REASON_NO_OFFICIAL_WEIGHTS,
+    REASON_NO_WEIGHTS,
+    REASON_NOT_IN_SUITE,
+    Availability,
+    build_all,
+)
+
+REPORT_TITLE = "RefSR-Bench report"
+
+
+def suite_availability(data: str | None = None, weights: str | None = None) -> Availability:
+    """Reasons from this installation: registered methods, installed official weights, dataset folders.
+
+    Building a method is the only way to read its weight-file list, so each method without records is built
+    once (cached) -- a few seconds per large network on CPU.
+    """
+    from bench.weights import missing_files, weights_dir
+    from methods.registry import create, list_methods
+    from protocols.datasets import DATASETS, data_root, locate
+
+    registered = set(list_methods())
+    folder = weights_dir(weights)
+
+    @functools.cache
+    def method_problem(method_id: str) -> str | None:
+        if method_id not in registered:
+            return REASON_NOT_IN_SUITE
+        try:
+            method = create(method_id)
+        except UserError as error:
+            return f"method unavailable: {error}"
+        if method.weights_loaded:
+            return None  # nothing to load (bicubic, classical matchers)
+        if not method.info.weights:
+            return REASON_NO_OFFICIAL_WEIGHTS
+        return REASON_NO_WEIGHTS if missing_files(method, folder) else None
+
+    @functools.cache
+    def dataset_problem(dataset: str) -> str | None:
+        definition = DATASETS.get(dataset)
+        if definition is None:
+            return REASON_NO_DATASET
+        try:
+            locate(definition, data_root(data))
+        except UserError:
+            return REASON_NO_DATASET
+        return None
+
+    return Availability(method_problem, dataset_problem)
+
+
+def render_report(result_dirs: list[Path], out_dir: Path, *, availability: Availability | None = None,
+                  paper_values_csv: Path = PAPER_VALUES_CSV) -> Path:
+    """Write the report for the runs under ``result_dirs`` into ``out_dir``; returns ``out_dir/index.html``.
+
+    ``availability`` explains empty cells (default: this installation's methods, weights and datasets).
+    """
+    results = collect([Path(d) for d in result_dirs])
+    paper_values = load_paper_values(paper_values_csv)
+    availability = availability or suite_availability()
+    models = build_all(results, paper_values, availability)
+    out_dir = Path(out_dir)
+    (out_dir / "tables").mkdir(parents=True, exist_ok=True)
+    for model in models:
+        (out_dir / "tables" / f"{model.spec.id}.tex").write_text(render_latex(model), encoding="utf-8")
+    plots = make_plots(means(results.records), results.cost, out_dir / "plots")
+    index = out_dir / "index.html"
+    index.write_text(render_html(models, plots, results, title=REPORT_TITLE), encoding="utf-8")
+    return index
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    index = render_report([Path(d) for d in args.results], Path(args.out),
+                          availability=suite_availability(args.data, args.weights))
+    tables = sorted((Path(args.out) / "tables").glob("*.tex"))
+    print(f"wrote {index} and {len(tables)} LaTeX tables under {Path(args.out) / 'tables'}")
+    return 0
+
+
+def add_subcommand(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser("report", help="HTML page, LaTeX tables and plots from run folders",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", nargs="+", required=True, metavar="DIR",
+                        help="folders holding run folders (searched recursively)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (index.html, tables/, plots/)")
+    parser.add_argument("--data", help="dataset root, to explain empty cells (default: $REFSR_DATA)")
+    parser.add_argument("--weights", help="weights folder, to explain empty cells (default: $REFSR_WEIGHTS)")
+    parser.set_defaults(handler=_cmd_report)

@@ -1,0 +1,193 @@
+"""Read run folders for the report: records.csv + run.json (quality and matching runs), cost.csv + run.json
+(cost runs), and saved SR images (``images/<method>/<level>/<image>.png``).
+
+Reports only read. Records of methods run with random weights (``[random-weights]`` in the method name)
+are dropped here, so nothing downstream can render them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.records import Record, read_records
+from protocols.core import UserError
+
+RANDOM_WEIGHTS_TAG = "[random-weights]"  # bench.runner.RANDOM_WEIGHTS_TAG (not imported: runner pulls in torch models)
+# bench.cost.COLUMNS, repeated so reading a cost.csv does not import fvcore (tests check they agree).
+COST_COLUMNS = ("method", "part", "quantity", "value", "unit", "lr_hw", "ref_hw", "device", "convention")
+POOLED_IMAGE = "ALL"  # a record over all images (matching accuracy is pooled over positions), not an image
+
+
+@dataclass(frozen=True)
+class CostEntry:
+    """One row of a cost.csv (``bench.cost``): value in ``unit`` (GMACs, params, ms, MiB ...)."""
+
+    method: str
+    part: str
+    quantity: str
+    value: float
+    unit: str
+    lr_hw: str
+    ref_hw: str
+    device: str
+    convention: str
+    run: str  # label of the run folder it came from
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run folder: ``label`` is its path relative to the results folder it was found in."""
+
+    label: str
+    path: Path
+    kind: str  # "records" (quality / matching) or "cost"
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SavedImage:
+    run: str
+    method: str
+    level_folder: str  # the level with ':' replaced by '_' (bench.runner's folder naming)
+    image: str
+    path: Path
+
+
+@dataclass
+class Results:
+    records: list[Record] = field(default_factory=list)
+    cost: list[CostEntry] = field(default_factory=list)
+    runs: list[RunInfo] = field(default_factory=list)
+    images: list[SavedImage] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    dropped_random_weight_records: int = 0
+
+
+MeanKey = tuple[str, str, str, str, str]  # (protocol, preset, method, level, metric)
+
+
+@dataclass(frozen=True)
+class Mean:
+    value: float
+    count: int  # images averaged; 0 when the value is a pooled record (image "ALL")
+    pooled: bool
+
+
+def means(records: list[Record]) -> dict[MeanKey, Mean]:
+    """Dataset values: the mean of per-image values, or the pooled record (image ``ALL``) where a run wrote one
+    (matching accuracy is pooled over all positions of all frames: protocols.md §6 #11)."""
+    per_image: dict[MeanKey, list[float]] = defaultdict(list)
+    pooled: dict[MeanKey, float] = {}
+    for r in records:
+        key = (r.protocol, r.preset, r.method, r.level, r.metric)
+        if r.image == POOLED_IMAGE:
+            pooled[key] = r.value
+        else:
+            per_image[key].append(r.value)
+    out: dict[MeanKey, Mean] = {}
+    for key, values in per_image.items():
+        out[key] = Mean(math.fsum(values) / len(values), len(values), False)
+    for key, value in pooled.items():
+        out[key] = Mean(value, 0, True)
+    return out
+
+
+def _read_manifest(folder: Path, warnings: list[str]) -> dict[str, Any]:
+    path = folder / "run.json"
+    if not path.is_file():
+        warnings.append(f"{folder}: no run.json (protocol sentence and provenance unknown)")
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        warnings.append(f"{path}: unreadable ({error})")
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_cost_csv(path: Path, run_label: str) -> list[CostEntry]:
+    with open(path, newline="") as handle:
+        reader = csv.reader(handle)
+        header = tuple(next(reader, ()))
+        if header != COST_COLUMNS:
+            raise UserError(f"{path}: columns {','.join(header)}; expected {','.join(COST_COLUMNS)}")
+        entries = []
+        for row in reader:
+            if len(row) != len(COST_COLUMNS):
+                continue
+            try:
+                value = float(row[3])
+            except ValueError:
+                continue
+            entries.append(CostEntry(row[0], row[1], row[2], value, row[4], row[5], row[6], row[7], row[8], run_label))
+    return entries
+
+
+def _saved_images(folder: Path, run_label: str) -> list[SavedImage]:
+    root = folder / "images"
+    if not root.is_dir():
+        return []
+    found = []
+    for path in sorted(root.glob("*/*/*.png")):
+        method, level_folder = path.parent.parent.name, path.parent.name
+        if RANDOM_WEIGHTS_TAG in method:
+            continue
+        found.append(SavedImage(run_label, method, level_folder, path.stem, path))
+    return found
+
+
+def run_folders(root: Path) -> list[Path]:
+    """Folders under ``root`` (itself included) holding records.csv or cost.csv, sorted; images/ is skipped."""
+    found = []
+    for current, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d != "images")
+        if "records.csv" in files or "cost.csv" in files:
+            found.append(Path(current))
+    return sorted(found)
+
+
+def collect(result_dirs: list[Path]) -> Results:
+    """Everything the report needs from the given results folders (searched recursively)."""
+    results = Results()
+    seen: dict[tuple[str, ...], tuple[float, str]] = {}
+    for root in result_dirs:
+        root = Path(root)
+        if not root.is_dir():
+            raise UserError(f"results folder not found: {root} (pass folders written by `refsr-bench run`/`cost`)")
+        for folder in run_folders(root):
+            relative = folder.relative_to(root).as_posix()
+            label = root.name if relative == "." else f"{root.name}/{relative}"
+            manifest = _read_manifest(folder, results.warnings)
+            if (folder / "records.csv").is_file():
+                try:
+                    records = read_records(folder / "records.csv")
+                except ValueError as error:
+                    raise UserError(str(error)) from error
+                kept = []
+                for record in records:
+                    if RANDOM_WEIGHTS_TAG in record.method:
+                        results.dropped_random_weight_records += 1
+                        continue
+                    key = record.sort_key()
+                    if key in seen:
+                        if seen[key][0] != record.value and not (math.isnan(seen[key][0]) and math.isnan(record.value)):
+                            results.warnings.append(
+                                f"{label}: {'/'.join(key)} = {record.value} disagrees with {seen[key][1]} "
+                                f"({seen[key][0]}); the first value is used")
+                        continue
+                    seen[key] = (record.value, label)
+                    kept.append(record)
+                results.records += kept
+                results.runs.append(RunInfo(label, folder, "records", manifest))
+                results.images += _saved_images(folder, label)
+            if (folder / "cost.csv").is_file():
+                results.cost += read_cost_csv(folder / "cost.csv", label)
+                results.runs.append(RunInfo(label, folder, "cost", manifest))
+    return results

@@ -1,0 +1,205 @@
+"""Report plots (matplotlib, Agg): PSNR vs CUFED5 similarity level, matching accuracy vs threshold, PSNR vs
+GMACs, and cost vs reference size. Each plot is written as PNG and SVG with fixed metadata and a fixed SVG
+hash salt, so the same records give the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from matplotlib.figure import Figure  # noqa: E402
+
+from reports.collect import CostEntry, Mean, MeanKey  # noqa: E402
+from reports.tables import (  # noqa: E402
+    ACCURACY_METRIC,
+    DATASET_NAMES,
+    DEFAULT_COST_SETTING,
+    LEVEL_NAMES,
+    SUITE_PRESET,
+    default_level,
+    safe_id,
+)
+
+# Fixed hash salt: matplotlib otherwise derives SVG element ids from a random salt.
+RC_PARAMS: dict[str, Any] = {"svg.hashsalt": "refsr-bench", "svg.fonttype": "path", "font.size": 8.0, "axes.grid": True,
+             "grid.alpha": 0.3}
+PNG_DPI = 110
+
+
+def _style() -> Any:
+    """The report's fixed matplotlib settings (deterministic SVG ids)."""
+    return plt.rc_context(RC_PARAMS)  # type: ignore[arg-type]  # matplotlib types the keys as literals
+
+
+@dataclass(frozen=True)
+class PlotFile:
+    stem: str
+    title: str
+    caption: str
+    png: Path
+    svg: Path
+
+
+def save_figure(fig: Figure, out_dir: Path, stem: str) -> tuple[Path, Path]:
+    """Write ``stem.png`` and ``stem.svg`` without timestamps or software tags; close the figure."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png, svg = out_dir / f"{stem}.png", out_dir / f"{stem}.svg"
+    with _style():
+        fig.savefig(png, dpi=PNG_DPI, metadata={"Software": None})
+        fig.savefig(svg, metadata={"Date": None, "Creator": None})
+    plt.close(fig)
+    return png, svg
+
+
+def _figure(width_in: float = 5.0, height_in: float = 3.4) -> tuple[Figure, plt.Axes]:
+    with _style():
+        fig, axis = plt.subplots(figsize=(width_in, height_in))
+    return fig, axis
+
+
+def psnr_vs_level(values: dict[MeanKey, Mean], preset: str) -> Figure | None:
+    """PSNR (dB) against CUFED5 reference level XH..XL, one line per method (records of ``preset``)."""
+    metric = next((m for m in ("psnr_y", "psnr_rgb")
+                   if any(k[0] == "cufed5" and k[1] == preset and k[4] == m and k[3] in LEVEL_NAMES for k in values)),
+                  None)
+    if metric is None:
+        return None
+    levels = list(LEVEL_NAMES)
+    lines: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for (dataset, key_preset, method, level, key_metric), mean in sorted(values.items()):
+        if dataset == "cufed5" and key_preset == preset and key_metric == metric and level in LEVEL_NAMES:
+            lines[method].append((levels.index(level), mean.value))
+    with _style():
+        fig, axis = _figure()
+        for method in sorted(lines):
+            points = sorted(lines[method])
+            axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
+        axis.set_xticks(range(len(levels)), [LEVEL_NAMES[lv] for lv in levels])
+        axis.set_xlabel("CUFED5 reference similarity (XH = most similar)")
+        axis.set_ylabel(f"{'PSNR-Y' if metric == 'psnr_y' else 'PSNR-RGB'} [dB]")
+        axis.set_title(f"Robustness to reference similarity (preset {preset})")
+        axis.legend(fontsize=7)
+        fig.tight_layout()
+    return fig
+
+
+def matching_accuracy(values: dict[MeanKey, Mean], dataset: str, preset: str, level: str) -> Figure | None:
+    """Accuracy (%) against the threshold t (HR pixels), one line per matcher (one pass / view pair)."""
+    lines: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for (key_dataset, key_preset, method, key_level, metric), mean in sorted(values.items()):
+        match = ACCURACY_METRIC.match(metric)
+        if match and (key_dataset, key_preset, key_level) == (dataset, preset, level):
+            lines[method].append((int(match.group(1)), 100.0 * mean.value))
+    if not lines:
+        return None
+    with _style():
+        fig, axis = _figure()
+        for method in sorted(lines):
+            points = sorted(lines[method])
+            axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
+        axis.set_xlabel("threshold t [HR pixels]")
+        axis.set_ylabel("positions matched within t [%]")
+        axis.set_ylim(0, 100)
+        axis.set_title(f"Matching accuracy on {DATASET_NAMES.get(dataset, dataset)} ({level}; preset {preset})")
+        axis.legend(fontsize=7)
+        fig.tight_layout()
+    return fig
+
+
+def psnr_vs_gmacs(values: dict[MeanKey, Mean], cost: list[CostEntry], dataset: str,
+                  preset: str = SUITE_PRESET) -> Figure | None:
+    """PSNR (dataset mean, ``preset``'s default level) against FLOPS-T at the default cost setting."""
+    level = default_level(preset, dataset)
+    conventions = sorted({e.convention for e in cost if e.quantity == "flops_t"}, key=lambda c: (c != "macs", c))
+    if not conventions:
+        return None
+    convention = conventions[0]
+    gmacs = {e.method: e.value for e in cost
+             if e.quantity == "flops_t" and e.convention == convention and e.lr_hw == DEFAULT_COST_SETTING[0]
+             and e.ref_hw in (DEFAULT_COST_SETTING[1], "-")}
+    points = []
+    for (key_dataset, key_preset, method, key_level, metric), mean in sorted(values.items()):
+        if (key_dataset, key_preset, key_level, metric) == (dataset, preset, level, "psnr_y") and method in gmacs:
+            points.append((method, gmacs[method], mean.value))
+    omitted = sorted(method for method, x, _ in points if x <= 0)  # no MACs to place on a log axis (bicubic)
+    points = [p for p in points if p[1] > 0]
+    if not points:
+        return None
+    with _style():
+        fig, axis = _figure()
+        if omitted:
+            axis.text(0.01, 0.01, "not shown (0 GMACs): " + ", ".join(omitted), transform=axis.transAxes, fontsize=7)
+        for method, x, y in points:
+            axis.scatter([x], [y], label=method)
+            axis.annotate(method, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        axis.set_xscale("log")
+        axis.set_xlabel(f"FLOPS-T [GMACs, {convention}], LR {DEFAULT_COST_SETTING[0]}, Ref {DEFAULT_COST_SETTING[1]}")
+        axis.set_ylabel("PSNR-Y [dB]")
+        axis.set_title(f"Quality vs cost on {DATASET_NAMES.get(dataset, dataset)} (preset {preset})")
+        fig.tight_layout()
+    return fig
+
+
+def cost_vs_ref_size(cost: list[CostEntry]) -> Figure | None:
+    """FLOPS-T and latency against the reference side length, for methods measured at several sizes."""
+    def side(entry: CostEntry) -> int:
+        return int(entry.ref_hw.split("x")[0])
+
+    swept = {m for m in {e.method for e in cost}
+             if len({e.ref_hw for e in cost if e.method == m and e.ref_hw != "-"}) > 1}
+    if not swept:
+        return None
+    conventions = sorted({e.convention for e in cost if e.quantity == "flops_t"}, key=lambda c: (c != "macs", c))
+    panels = [("flops_t", conventions[0], f"FLOPS-T [GMACs, {conventions[0]}]")] if conventions else []
+    if any(e.quantity == "latency_ms_median" for e in cost):
+        panels.append(("latency_ms_median", "-", "latency median [ms]"))
+    if not panels:
+        return None
+    with _style():
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+        for axis, (quantity, convention, label) in zip(axes[0], panels, strict=True):
+            for method in sorted(swept):
+                points = sorted((side(e), e.value) for e in cost if e.method == method and e.quantity == quantity
+                                and e.convention == convention and e.part == "total" and e.ref_hw != "-")
+                if points:
+                    axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
+            axis.set_xscale("log", base=2)
+            axis.set_yscale("log")
+            axis.set_xlabel("reference side [px]")
+            axis.set_ylabel(label)
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle("Cost vs reference size", fontsize=9)
+        fig.tight_layout()
+    return fig
+
+
+def make_plots(values: dict[MeanKey, Mean], cost: list[CostEntry], out_dir: Path) -> list[PlotFile]:
+    """Every plot the data supports, written under ``out_dir``; sorted, deterministic file names."""
+    written: list[PlotFile] = []
+
+    def keep(fig: Figure | None, stem: str, title: str, caption: str) -> None:
+        if fig is not None:
+            png, svg = save_figure(fig, out_dir, stem)
+            written.append(PlotFile(stem, title, caption, png, svg))
+
+    presets = sorted({k[1] for k in values if k[0] == "cufed5" and k[3] in LEVEL_NAMES})
+    for preset in sorted(presets, key=lambda p: (p != SUITE_PRESET, p)):
+        keep(psnr_vs_level(values, preset), safe_id(f"psnr_vs_level_{preset}"), f"PSNR vs similarity level ({preset})",
+             "Mean PSNR on CUFED5 with each single reference level.")
+    for dataset, preset, level in sorted({(k[0], k[1], k[3]) for k in values if ACCURACY_METRIC.match(k[4])}):
+        keep(matching_accuracy(values, dataset, preset, level), safe_id(f"matching_{dataset}_{preset}_{level}"),
+             f"Matching accuracy vs threshold ({dataset}, {level}, {preset})",
+             "Fraction of positions whose match lies within t HR pixels of the ground truth.")
+    for dataset in sorted({k[0] for k in values if k[1] == SUITE_PRESET and k[4] == "psnr_y"}):
+        keep(psnr_vs_gmacs(values, cost, dataset), safe_id(f"psnr_vs_gmacs_{dataset}"), f"PSNR vs GMACs ({dataset})",
+             "Dataset-mean PSNR-Y under refsr against FLOPS-T at LR 128², Ref 512².")
+    keep(cost_vs_ref_size(cost), "cost_vs_ref_size", "Cost vs reference size",
+         "FLOPS-T and latency for methods measured at several reference sizes.")
+    return written
