@@ -99,3 +99,15 @@ def test_five_level_run_and_stitched_reference(tmp_path: Path) -> None:
     out2 = tmp_path / "stitched"
     assert main(["run", "-p", "cufed5:masa2021", "-m", "bicubic", "--data", str(tmp_path), "--out", str(out2)]) == 0
     assert {r.level for r in read_records(out2 / "records.csv")} == {"stitch5_masa"}
+
+
+def test_dataset_job_runs_gates_and_renders_on_a_replica(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What `tox -e cufed5` runs: five levels + stitched reference, gate, report."""
+    make_replica(tmp_path, groups=1)
+    out = tmp_path / "job"
+    status = main(["dataset-job", "cufed5", "--data", str(tmp_path), "--weights", str(tmp_path / "no_weights"),
+                   "--out", str(out)])
+    assert status == 0, capsys.readouterr().err
+    levels = {r.level for r in read_records(out / "cufed5_refsr" / "all" / "records.csv")}
+    assert levels == {f"level:{k}" for k in "12345"}
+    assert (out / "report" / "index.html").is_file()
