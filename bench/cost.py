@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import gc
 import json
 import os
@@ -74,6 +75,12 @@ class MacCount:
     def module_total(self, path: str) -> int:
         return self.by_module.get(path, 0)
 
+    def module_exclusive(self, path: str) -> int:
+        """Count of operations run directly in ``path``'s own forward, not inside one of its submodules."""
+        prefix = path + "." if path else ""
+        children = [n for n in self.by_module if n.startswith(prefix) and n != path and "." not in n[len(prefix) :]]
+        return self.module_total(path) - sum(self.module_total(c) for c in children)
+
     def module_products(self, path: str) -> int:
         """Multiply-accumulates of products (conv, matmul family, deformable conv) inside ``path``."""
         ops = self.by_module_and_operator.get(path, {})
@@ -104,7 +111,7 @@ def _short_op_name(kind: str) -> str:
 
 
 def _combined_handle(kind: str, conventions: Sequence[str], tallies: dict[str, _Tally]) -> Handle:
-    """One fvcore handle evaluating every convention's rule for ``kind``; buckets are ``conv/bucket``."""
+    """One fvcore handle evaluating every convention's rule for ``kind``; buckets are ``<convention>/<bucket>``."""
 
     def handle(inputs: list[Any], outputs: list[Any]) -> Counter[str]:
         merged: Counter[str] = Counter()
@@ -649,15 +656,16 @@ def _row_sort_key(row: CostRow) -> tuple[Any, ...]:
 
 
 def write_cost_csv(path: str | Path, rows: Sequence[CostRow]) -> None:
-    """Long format, fixed column order, rows sorted by method, size, convention, quantity, part."""
-    import csv
-
+    """Long format, fixed column order, rows sorted by method, size, convention, quantity, part; written
+    atomically (temp file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(COLUMNS)
         writer.writerows(row.formatted() for row in sorted(rows, key=_row_sort_key))
+    os.replace(tmp, path)
 
 
 def environment(device: str) -> dict[str, Any]:
@@ -701,35 +709,36 @@ def plot_sweep(rows: Sequence[CostRow], out_dir: str | Path, convention: str) ->
     import matplotlib.pyplot as plt
 
     out_dir = Path(out_dir)
+    device = rows[0].device if rows else "-"
+    clock = "CPU wall time" if device == "cpu" else "CUDA events"
     panels = [
-        ("flops_t", "total", f"FLOPS-T [GMACs, {convention}]", convention),
-        ("latency_ms_median", "total", "latency median [ms]", "-"),
-        ("peak_allocated_mib", "total", "GPU peak allocated [MiB]", "-"),
-        ("peak_rss_delta_mib", "total", "CPU peak RSS delta [MiB]", "-"),
+        ("flops_t", f"FLOPS-T [GMACs, {convention}]", convention),
+        ("latency_ms_median", f"latency median [ms, {clock}]", "-"),
+        ("peak_allocated_mib", "GPU peak allocated [MiB]", "-"),
+        ("peak_rss_delta_mib", "CPU peak RSS delta [MiB]", "-"),
     ]
-    present = [p for p in panels if any(r.quantity == p[0] and r.convention == p[3] for r in rows)]
+    swept = [r for r in rows if r.part == "total" and r.ref_hw != "-"]  # SISR rows have no reference size
+    present = [p for p in panels if any(r.quantity == p[0] and r.convention == p[2] for r in swept)]
+    sides = sorted({int(r.ref_hw.split("x")[0]) for r in swept})
     with plt.rc_context({"svg.hashsalt": "refsr-bench"}):
         fig, axes = plt.subplots(1, max(1, len(present)), figsize=(4.2 * max(1, len(present)), 3.4), squeeze=False)
-        for axis, (quantity, part, label, conv) in zip(axes[0], present, strict=False):
-            for method in sorted({r.method for r in rows}):
+        for axis, (quantity, label, conv) in zip(axes[0], present, strict=False):
+            for method in sorted({r.method for r in swept}):
                 points = sorted(
                     (int(r.ref_hw.split("x")[0]), r.value)
-                    for r in rows
-                    if r.method == method
-                    and r.quantity == quantity
-                    and r.part == part
-                    and r.convention == conv
-                    and r.ref_hw != "-"
+                    for r in swept
+                    if r.method == method and r.quantity == quantity and r.convention == conv
                 )
                 if points:
                     axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
             axis.set_xscale("log", base=2)
+            axis.set_xticks(sides, [str(s) for s in sides])
+            axis.minorticks_off()
             axis.set_yscale("log")
             axis.set_xlabel("reference side [px]")
             axis.set_ylabel(label)
-            axis.grid(True, which="both", alpha=0.3)
+            axis.grid(True, which="major", alpha=0.3)
         axes[0][0].legend(fontsize=7)
-        device = rows[0].device if rows else "-"
         lr = rows[0].lr_hw if rows else "-"
         fig.suptitle(f"cost vs reference size (LR {lr}, device {device})", fontsize=9)
         fig.tight_layout()

@@ -119,6 +119,13 @@ def _print_summary(rows: Sequence[CostRow], method: str, lr: str, ref: str) -> N
     print(" | ".join(parts), flush=True)
 
 
+def _write_outputs(out: Path, rows: list[CostRow], manifest: dict[str, Any]) -> None:
+    write_cost_csv(out / "cost.csv", rows)
+    tmp = out / "run.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    tmp.replace(out / "run.json")
+
+
 def run_cost(args: argparse.Namespace) -> int:
     """Handler of ``refsr-bench cost``; returns the process exit code."""
     from methods import registry
@@ -147,7 +154,22 @@ def run_cost(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     rows: list[CostRow] = []
+    failures: list[str] = []
     per_method: dict[str, Any] = {}
+    manifest: dict[str, Any] = {
+        "command": ["refsr-bench", *sys.argv[1:]] if sys.argv else [],
+        "environment": environment(device),
+        "settings": {
+            "lr_hw": list(lr_hw),
+            "ref_sizes": [list(s) for s in ref_sizes],
+            "scale": args.scale,
+            "conventions": list(args.convention),
+            "latency": None if latency is None else {"warmup": latency.warmup, "repeat": latency.repeat},
+            "memory": not args.no_memory,
+            "latency_excludes": "data loading and host-to-device copies (inputs live on the device)",
+        },
+        "methods": per_method,
+    }
     for name in names:
         entry: dict[str, Any] = {"sizes": [], "skipped": None}
         per_method[name] = entry
@@ -181,6 +203,17 @@ def run_cost(args: argparse.Namespace) -> int:
                 entry["sizes"].append({"lr_hw": list(lr_hw), "ref_hw": list(ref_hw), "skipped": str(error)})
                 print(f"{name} (LR {lr_hw}, Ref {ref_hw}): skipped ({error})", flush=True)
                 continue
+            except Exception as error:  # a method that cannot be traced or run must not lose the others' results
+                failures.append(name)
+                entry["sizes"].append(
+                    {"lr_hw": list(lr_hw), "ref_hw": list(ref_hw), "error": f"{type(error).__name__}: {error}"}
+                )
+                print(
+                    f"{name} (LR {lr_hw}, Ref {ref_hw}): FAILED {type(error).__name__}: {error}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                continue
             rows += result.rows
             entry["sizes"].append(result.manifest)
             _print_summary(result.rows, name, result.rows[0].lr_hw, result.rows[0].ref_hw)
@@ -189,27 +222,16 @@ def run_cost(args: argparse.Namespace) -> int:
                     listing = ", ".join(f"{k} x{v}" for k, v in info["unsupported_ops"].items())
                     print(f"    {convention}: unsupported ops counted as 0: {listing}", flush=True)
         del method
+        _write_outputs(out, rows, manifest)  # after every method, so a long run that is stopped keeps its results
 
-    write_cost_csv(out / "cost.csv", rows)
-    manifest = {
-        "command": ["refsr-bench", *sys.argv[1:]] if sys.argv else [],
-        "environment": environment(device),
-        "settings": {
-            "lr_hw": list(lr_hw),
-            "ref_sizes": [list(s) for s in ref_sizes],
-            "scale": args.scale,
-            "conventions": list(args.convention),
-            "latency": None if latency is None else {"warmup": latency.warmup, "repeat": latency.repeat},
-            "memory": not args.no_memory,
-            "latency_excludes": "data loading and host-to-device copies (inputs live on the device)",
-        },
-        "methods": per_method,
-    }
-    (out / "run.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    _write_outputs(out, rows, manifest)
     written = [out / "cost.csv", out / "run.json"]
     if args.sweep_ref and rows:
         written += plot_sweep(rows, out, args.convention[0])
     print("wrote " + ", ".join(str(p) for p in written), flush=True)
+    if failures:
+        print(f"error: cost failed for {', '.join(sorted(set(failures)))} (details in run.json)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -47,7 +47,8 @@ def demo(out_dir: Path, weights: str | None, cost_lr: str, cost_ref: str) -> Pat
         run(RunConfig(dataset=dataset, preset="refsr", methods=tuple(sr_methods),
                       out_dir=runs / f"quality_{dataset}", weights=weights))
         if matchers:
-            status = cli_main(["match", "-m", *matchers, "-d", dataset, "--scale", "4",
+            # one pair per dataset keeps the demo short (dense SIFT on the full stereo pair takes minutes)
+            status = cli_main(["match", "-m", *matchers, "-d", dataset, "--scale", "4", "--max-frames", "1",
                                "--out", str(runs / f"matching_{dataset}")])
             if status:
                 raise UserError(f"matching on {dataset} failed (exit {status})")

@@ -131,7 +131,7 @@ ZERO_MAC_OPS: tuple[str, ...] = tuple(
     meshgrid linspace arange ones_like zeros_like empty_like fill_ zero_ clone copy_ fill unfold im2col
     col2im pixel_shuffle pixel_unshuffle pad constant_pad_nd reflection_pad2d replication_pad2d
     max_pool2d max_pool2d_with_indices embedding one_hot contiguous view_as reshape_as unflatten
-    movedim bitwise_and bitwise_or __and__ __or__ type_as detach nan_to_num
+    movedim bitwise_and bitwise_or __and__ __or__ type_as detach nan_to_num isfinite isnan isinf numel
     """.split()
 )
 
