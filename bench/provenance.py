@@ -28,7 +28,7 @@ def device_name(device: str) -> str:
 
 
 def environment(device: str = "cpu") -> dict[str, Any]:
-    import PIL
+    import PIL.Image
     import skimage
 
     return {
@@ -36,7 +36,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
-        "pillow": PIL.__version__,
+        "pillow": PIL.Image.__version__,
         "scikit_image": skimage.__version__,
         "device": device,
         "device_name": device_name(device),

@@ -114,6 +114,18 @@ class MatchingOptions:
         ]
         return "ccnet2017" + (f"[{';'.join(sorted(changed))}]" if changed else "")
 
+    def sentence(self) -> str:
+        """One sentence stating the protocol above a results table."""
+        norm = "Euclidean" if self.norm == "l2" else "Chebyshev"
+        rounding = "rounded to the nearest pixel" if self.gt_rounding == "nearest" else "not rounded"
+        occlusion = "occluded/invalid positions excluded" if self.occlusion == "exclude" else "occluded included"
+        return (
+            f"Matching accuracy (CC-Net Table 2 style): x{self.scale}, HR mod-cropped to x{self.scale}, LR by PIL "
+            f"bicubic (8-bit), evaluated at HR positions ({self.scale}m, {self.scale}n), {norm} distance, positions "
+            f"{rounding}, {occlusion}, ground truth outside a ±{self.search_radius_px} px window counted as a miss, "
+            f"{self.direction} direction, fraction within t = 0..7 px pooled over all positions."
+        )
+
     def to_dict(self) -> dict[str, object]:
         """Options plus the fixed conventions, JSON-ready (recorded in run.json)."""
         values: dict[str, object] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -257,7 +269,7 @@ def sintel_dataset(
             raise UserError(f"missing folder {folder}; the Sintel layout is {SINTEL_LAYOUT}")
     skipped: list[str] = []
     if frames is None:
-        entries = []
+        entries: list[str] = []
         for flow_path in sorted(flow_dir.glob("*/frame_*.flo")):
             scene, index = flow_path.parent.name, int(flow_path.stem.split("_")[1])
             pair = (_frame_path(pass_dir, scene, index, ".png"), _frame_path(pass_dir, scene, index + 1, ".png"))
@@ -345,7 +357,9 @@ def _splat_inverse_flow(flow: np.ndarray, excluded: np.ndarray) -> tuple[np.ndar
 
 # ---- HCI 4D light field
 
-LF_HCI_LAYOUT = "<group>/<scene>/input_Cam000.png ... input_Cam080.png (9x9 views, index 9*row+col) + gt_disp_lowres.pfm"
+LF_HCI_LAYOUT = (
+    "<group>/<scene>/input_Cam000.png ... input_Cam080.png (9x9 views, index 9*row+col) + gt_disp_lowres.pfm"
+)
 
 
 def find_hci_scenes(data_root: Path) -> list[Path]:
@@ -482,7 +496,9 @@ def validate_lf_video(path: Path) -> dict[str, tuple[int, ...]]:
         factor = int(name.split("_")[-1]) if name.startswith("img_LR") and not name.endswith("upsample") else 1
         expected = (count, LF_VIDEO_GRID, LF_VIDEO_GRID, 3, height // factor, width // factor)
         if shape != expected:
-            raise UserError(f"{path}:/{name} has shape {shape}; expected {expected} to match /img_HR {shapes['img_HR']}")
+            raise UserError(
+                f"{path}:/{name} has shape {shape}; expected {expected} to match /img_HR {shapes['img_HR']}"
+            )
     return shapes
 
 
@@ -541,6 +557,14 @@ def load_dataset(name: str, data_root: Path | None, options: MatchingOptions,
         "lf_video has no ground-truth correspondence, so matching accuracy cannot be measured on it; "
         "use protocols.matching.lf_video_pairs for quality runs"
     )
+
+
+def check_dataset(name: str, data: str | Path | None, options: MatchingOptions | None = None) -> None:
+    """Validate a matching dataset's layout up front (``data`` or ``$REFSR_DATA`` as root); UserError if wrong."""
+    import os
+
+    root = data if data is not None else os.environ.get("REFSR_DATA")
+    load_dataset(name, Path(root) if root else None, options or MatchingOptions())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -614,11 +638,14 @@ def accuracy_rows(frames: Sequence[FrameAccuracy]) -> list[tuple[str, str, float
     """
     rows: list[tuple[str, str, float]] = []
     for frame in frames:
-        rows += [(frame.image, metric_name(t), a) for t, a in zip(THRESHOLDS_PX, frame.accuracy())]
+        rows += [(frame.image, metric_name(t), a) for t, a in zip(THRESHOLDS_PX, frame.accuracy(), strict=True)]
         rows.append((frame.image, "n_positions", float(frame.n_positions)))
     total = sum(f.n_positions for f in frames)
     pooled = [sum(f.hits[k] for f in frames) for k in range(len(THRESHOLDS_PX))]
-    rows += [("ALL", metric_name(t), h / total if total else float("nan")) for t, h in zip(THRESHOLDS_PX, pooled)]
+    rows += [
+        ("ALL", metric_name(t), h / total if total else float("nan"))
+        for t, h in zip(THRESHOLDS_PX, pooled, strict=True)
+    ]
     rows.append(("ALL", "n_positions", float(total)))
     counted = [f for f in frames if f.n_positions]
     for k, t in enumerate(THRESHOLDS_PX):
