@@ -45,8 +45,14 @@ def audit_table(records: list[Record]) -> pd.DataFrame:
     return means.sort_index()
 
 
-def audit(method: str, dataset: str, out_dir: Path, data_root: str | None, weights: str | None,
-          presets: list[str] | None = None) -> pd.DataFrame:
+def audit(
+    method: str,
+    dataset: str,
+    out_dir: Path,
+    data_root: str | None,
+    weights: str | None,
+    presets: list[str] | None = None,
+) -> pd.DataFrame:
     get_dataset(dataset)
     (method,) = resolve([method])
     specs = applicable_presets(method, dataset)
@@ -57,8 +63,14 @@ def audit(method: str, dataset: str, out_dir: Path, data_root: str | None, weigh
     records: list[Record] = []
     cache: dict[tuple[str, ...], torch.Tensor] = {}
     for spec in specs:
-        config = RunConfig(dataset=dataset, preset=spec.name, methods=(method,), out_dir=out_dir / spec.name,
-                           data_root=data_root, weights=weights)
+        config = RunConfig(
+            dataset=dataset,
+            preset=spec.name,
+            methods=(method,),
+            out_dir=out_dir / spec.name,
+            data_root=data_root,
+            weights=weights,
+        )
         records += run(config, prediction_cache=cache)
     table = audit_table(records)
     table.to_csv(out_dir / "audit.csv", float_format="%.6f")

@@ -13,8 +13,16 @@ from pathlib import Path
 from protocols.core import UserError
 
 # Verbs contributed by other modules (each defines ``add_subcommand(subparsers)``).
-_VERB_MODULES = ("bench.match_cli", "bench.cost_cli", "bench.gate", "bench.audit", "bench.jobs", "bench.manifests", "reports.cli",
-                 "bench.demo")
+_VERB_MODULES = (
+    "bench.match_cli",
+    "bench.cost_cli",
+    "bench.gate",
+    "bench.audit",
+    "bench.jobs",
+    "bench.manifests",
+    "reports.cli",
+    "bench.demo",
+)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -23,9 +31,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     dataset, preset = parse_protocol(args.protocol)
     policies = level_policies(args.level) or ((args.ref_policy,) if args.ref_policy else ())
     config = RunConfig(
-        dataset=dataset, preset=preset, methods=tuple(args.methods), out_dir=Path(args.out), data_root=args.data,
-        weights=args.weights, device=args.device, reference_policies=policies, shard=parse_shard(args.shard),
-        allow_random_weights=args.allow_random_weights, save_images=args.save_images,
+        dataset=dataset,
+        preset=preset,
+        methods=tuple(args.methods),
+        out_dir=Path(args.out),
+        data_root=args.data,
+        weights=args.weights,
+        device=args.device,
+        reference_policies=policies,
+        shard=parse_shard(args.shard),
+        allow_random_weights=args.allow_random_weights,
+        save_images=args.save_images,
     )
     records = run(config)
     _print_means(records)
@@ -77,8 +93,10 @@ def _cmd_weights(args: argparse.Namespace) -> int:
         print(f"weights folder: {folder} (set REFSR_WEIGHTS to change)")
         for entry in all_weight_entries():
             present = "installed" if (folder / entry.file.file_name).is_file() else "missing"
-            print(f"  {entry.method:18s} {entry.file.file_name:32s} {present:9s} sha256={entry.file.sha256 or 'unknown'}"
-                  f"  {entry.file.license}  {entry.file.url}")
+            print(
+                f"  {entry.method:18s} {entry.file.file_name:32s} {present:9s} sha256={entry.file.sha256 or 'unknown'}"
+                f"  {entry.file.license}  {entry.file.url}"
+            )
         return 0
     if not args.name:
         raise UserError("weights fetch needs a method or file name, e.g. `refsr-bench weights fetch masa_rec`")
@@ -88,7 +106,9 @@ def _cmd_weights(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="refsr-bench", description="Reference-based SR benchmark and reproducibility suite")
+    parser = argparse.ArgumentParser(
+        prog="refsr-bench", description="Reference-based SR benchmark and reproducibility suite"
+    )
     parser.add_argument("--plugin", action="append", default=[], help="a Python file that registers your own method")
     sub = parser.add_subparsers(dest="verb", required=True)
 
@@ -102,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--level", help="CUFED5 reference level: 1..5, all, or a stitching recipe")
     run_parser.add_argument("--ref-policy", help="override the preset's reference policy (e.g. self_lr)")
     run_parser.add_argument("--shard", default="0/1", help="i/n: evaluate every n-th image from i")
-    run_parser.add_argument("--allow-random-weights", action="store_true", help="plumbing tests only; records are tagged")
+    run_parser.add_argument(
+        "--allow-random-weights", action="store_true", help="plumbing tests only; records are tagged"
+    )
     run_parser.add_argument("--save-images", action="store_true", help="also write the SR images as PNG")
     run_parser.set_defaults(handler=_cmd_run)
 

@@ -44,16 +44,55 @@ def demo(out_dir: Path, weights: str | None, cost_lr: str, cost_ref: str) -> Pat
     sr_methods, matchers = offline_methods(weights)
     print(f"quality: {', '.join(sr_methods)}; matching: {', '.join(matchers) or 'none registered'}")
     for dataset in DEMO_DATASETS:
-        run(RunConfig(dataset=dataset, preset="refsr", methods=tuple(sr_methods),
-                      out_dir=runs / f"quality_{dataset}", weights=weights))
+        run(
+            RunConfig(
+                dataset=dataset,
+                preset="refsr",
+                methods=tuple(sr_methods),
+                out_dir=runs / f"quality_{dataset}",
+                weights=weights,
+            )
+        )
         if matchers:
             # one pair per dataset keeps the demo short (dense SIFT on the full stereo pair takes minutes)
-            status = cli_main(["match", "-m", *matchers, "-d", dataset, "--scale", "4", "--max-frames", "1",
-                               "--out", str(runs / f"matching_{dataset}")])
+            status = cli_main(
+                [
+                    "match",
+                    "-m",
+                    *matchers,
+                    "-d",
+                    dataset,
+                    "--scale",
+                    "4",
+                    "--max-frames",
+                    "1",
+                    "--out",
+                    str(runs / f"matching_{dataset}"),
+                ]
+            )
             if status:
                 raise UserError(f"matching on {dataset} failed (exit {status})")
-    status = cli_main(["cost", "-m", "*", "--lr", cost_lr, "--ref", cost_ref, "--convention", "macs", "masa2021",
-                       "--repeat", "3", "--warmup", "1", "--no-memory", "--out", str(runs / "cost")])
+    status = cli_main(
+        [
+            "cost",
+            "-m",
+            "*",
+            "--lr",
+            cost_lr,
+            "--ref",
+            cost_ref,
+            "--convention",
+            "macs",
+            "masa2021",
+            "--repeat",
+            "3",
+            "--warmup",
+            "1",
+            "--no-memory",
+            "--out",
+            str(runs / "cost"),
+        ]
+    )
     if status:
         raise UserError(f"cost measurement failed (exit {status})")
     from reports.cli import render_report

@@ -22,8 +22,19 @@ from bench.records import Record, format_value, read_records
 from protocols.core import UserError
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "reports" / "golden"
-GOLDEN_COLUMNS = ("method", "protocol", "preset", "level", "image", "metric", "expected", "atol", "rule", "device",
-                  "source_run")
+GOLDEN_COLUMNS = (
+    "method",
+    "protocol",
+    "preset",
+    "level",
+    "image",
+    "metric",
+    "expected",
+    "atol",
+    "rule",
+    "device",
+    "source_run",
+)
 DEFAULT_ATOL = {"psnr": 0.005, "ssim": 5e-5, "lpips": 1e-4, "acc": 1e-6, "n_positions": 0.0}
 Key = tuple[str, str, str, str, str, str]
 
@@ -76,9 +87,17 @@ def read_golden(paths: list[Path]) -> list[GoldenRow]:
             if tuple(reader.fieldnames or ()) != GOLDEN_COLUMNS:
                 raise UserError(f"{path}: expected columns {','.join(GOLDEN_COLUMNS)}")
             for row in reader:
-                key = tuple(row[c] for c in GOLDEN_COLUMNS[:6])
-                rows.append(GoldenRow(key, float(row["expected"]), float(row["atol"]), row["rule"], row["device"],  # type: ignore[arg-type]
-                                      row["source_run"]))
+                key: Key = (row["method"], row["protocol"], row["preset"], row["level"], row["image"], row["metric"])
+                rows.append(
+                    GoldenRow(
+                        key,
+                        float(row["expected"]),
+                        float(row["atol"]),
+                        row["rule"],
+                        row["device"],  # type: ignore[arg-type]
+                        row["source_run"],
+                    )
+                )
     return rows
 
 
@@ -121,7 +140,7 @@ def format_table(verdicts: list[Verdict]) -> str:
     header = ("key", "expected", "got", "delta", "atol", "verdict")
     rows = [("/".join(v.key), show(v.expected), show(v.got), show(v.delta), show(v.atol), v.verdict) for v in verdicts]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)) for row in [header, *rows]]
+    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)) for row in [header, *rows]]
     return "\n".join(lines)
 
 
@@ -130,7 +149,8 @@ def golden_rows_from_run(records: list[Record], run_id: str) -> list[dict[str, s
     for key, value in sorted(run_values(records).items()):
         metric = key[5]
         atol = next((tol for prefix, tol in DEFAULT_ATOL.items() if metric.startswith(prefix)), 0.0)
-        rows.append(dict(zip(GOLDEN_COLUMNS, [*key, format_value(value), repr(atol), "two_sided", "", run_id])))
+        values = [*key, format_value(value), repr(atol), "two_sided", "", run_id]
+        rows.append(dict(zip(GOLDEN_COLUMNS, values, strict=True)))
     return rows
 
 

@@ -50,8 +50,17 @@ def _run_step(dataset: str, step: Step, out: Path, data: str | None, weights: st
         return target
     methods = tuple(m for m in (step.methods or sr_methods) if m in sr_methods)
     target = out / f"{dataset}_{step.preset}" / (step.levels or "default").replace(":", "_")
-    run(RunConfig(dataset=dataset, preset=step.preset, methods=methods, out_dir=target, data_root=data,
-                  weights=weights, reference_policies=level_policies(step.levels)))
+    run(
+        RunConfig(
+            dataset=dataset,
+            preset=step.preset,
+            methods=methods,
+            out_dir=target,
+            data_root=data,
+            weights=weights,
+            reference_policies=level_policies(step.levels),
+        )
+    )
     return target
 
 

@@ -29,8 +29,16 @@ def write_manifest(dataset: str, data: str | None, seed: int, out: Path) -> int:
             raise UserError(f"{dataset}/{item.name}: no candidate references found; cannot draw one")
         chosen = seeded_choice(candidates, seed)
         assert isinstance(item.hr, Path)
-        rows.append({"image": item.name, "reference": chosen.name, "seed": seed, "hr_sha256": sha256_of(item.hr),
-                     "reference_sha256": sha256_of(chosen), "candidates": len(candidates)})
+        rows.append(
+            {
+                "image": item.name,
+                "reference": chosen.name,
+                "seed": seed,
+                "hr_sha256": sha256_of(item.hr),
+                "reference_sha256": sha256_of(chosen),
+                "candidates": len(candidates),
+            }
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as handle:
         writer = csv.DictWriter(handle, MANIFEST_COLUMNS, lineterminator="\n")

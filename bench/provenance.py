@@ -28,16 +28,15 @@ def device_name(device: str) -> str:
 
 
 def environment(device: str = "cpu") -> dict[str, Any]:
-    import PIL.Image
-    import skimage
+    from importlib.metadata import version
 
     return {
         "git_sha": git_sha(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
-        "pillow": PIL.Image.__version__,
-        "scikit_image": skimage.__version__,
+        "pillow": version("pillow"),
+        "scikit_image": version("scikit-image"),
         "device": device,
         "device_name": device_name(device),
         "cuda": torch.version.cuda,

@@ -115,7 +115,9 @@ def _prepare_method(name: str, spec: ProtocolSpec, config: RunConfig) -> tuple[M
     if config.allow_random_weights:
         print(f"warning: {name}: {problem}; running with random weights (records tagged {RANDOM_WEIGHTS_TAG})")
         return method, name + RANDOM_WEIGHTS_TAG
-    raise UserError(f"{name}: {problem}. Quality records need real weights (or --allow-random-weights for plumbing tests).")
+    raise UserError(
+        f"{name}: {problem}. Quality records need real weights (or --allow-random-weights for plumbing tests)."
+    )
 
 
 def _weights_manifest(method: Method, config: RunConfig) -> list[dict[str, Any]]:
@@ -147,8 +149,10 @@ def run(config: RunConfig, prediction_cache: dict[tuple[str, ...], torch.Tensor]
     for name in resolve(list(config.methods)):
         method, record_name = _prepare_method(name, spec, config)
         if method.info.needs_reference and policies == ("none",):
-            raise UserError(f"{name} needs a reference but preset {spec.name} uses none on {config.dataset}; "
-                            "pass --ref-policy self_lr")
+            raise UserError(
+                f"{name} needs a reference but preset {spec.name} uses none on {config.dataset}; "
+                "pass --ref-policy self_lr"
+            )
         methods.append((method, record_name))
 
     manifest = {
@@ -173,8 +177,9 @@ def run(config: RunConfig, prediction_cache: dict[tuple[str, ...], torch.Tensor]
     progress = tqdm(total=total, desc=f"{config.dataset}:{config.preset}", unit="img", disable=not config.show_progress)
     for policy in policies:
         for item in items:
-            pending = [(m, n) for m, n in methods
-                       if (config.dataset, config.preset, n, policy, item.name) not in appender.done]
+            pending = [
+                (m, n) for m, n in methods if (config.dataset, config.preset, n, policy, item.name) not in appender.done
+            ]
             progress.update(len(methods) - len(pending))
             if not pending:
                 continue
@@ -182,12 +187,16 @@ def run(config: RunConfig, prediction_cache: dict[tuple[str, ...], torch.Tensor]
             for method, record_name in pending:
                 sr = _cached_predict(method, record_name, sample, config.device, prediction_cache)
                 values = score(sr.cpu(), sample, spec)
-                appender.append([
-                    Record(run_id, config.dataset, config.preset, record_name, policy, item.name, metric, value)
-                    for metric, value in values.items()
-                ])
+                appender.append(
+                    [
+                        Record(run_id, config.dataset, config.preset, record_name, policy, item.name, metric, value)
+                        for metric, value in values.items()
+                    ]
+                )
                 if config.save_images:
-                    _save_png(config.out_dir / "images" / record_name / policy.replace(":", "_") / f"{item.name}.png", sr)
+                    _save_png(
+                        config.out_dir / "images" / record_name / policy.replace(":", "_") / f"{item.name}.png", sr
+                    )
                 progress.update(1)
     progress.close()
     return appender.finish()
@@ -200,8 +209,9 @@ def _digest(image: torch.Tensor | None) -> str:
     return hashlib.sha1(array.tobytes() + str(array.shape).encode()).hexdigest()
 
 
-def _cached_predict(method: Method, record_name: str, sample: Sample, device: str,
-                    cache: dict[tuple[str, ...], torch.Tensor] | None) -> torch.Tensor:
+def _cached_predict(
+    method: Method, record_name: str, sample: Sample, device: str, cache: dict[tuple[str, ...], torch.Tensor] | None
+) -> torch.Tensor:
     if cache is None:
         return _predict(method, sample, device)
     inputs = (sample.lr, sample.ref, sample.ref_lr) if method.info.needs_reference else (sample.lr,)
@@ -244,6 +254,7 @@ def merge(run_dirs: list[Path], out_dir: Path) -> list[Record]:
     merged = list(seen.values())
     write_records(out_dir / "records.csv", merged)
     manifests = [json.loads((d / "run.json").read_text()) for d in run_dirs if (d / "run.json").is_file()]
-    (out_dir / "run.json").write_text(json.dumps({"merged_from": [str(d) for d in run_dirs], "runs": manifests},
-                                                 indent=2, default=str) + "\n")
+    (out_dir / "run.json").write_text(
+        json.dumps({"merged_from": [str(d) for d in run_dirs], "runs": manifests}, indent=2, default=str) + "\n"
+    )
     return merged

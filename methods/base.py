@@ -147,6 +147,7 @@ def load_state_dict_strict(module: torch.nn.Module, state: Mapping[str, torch.Te
         if tuple(own[k].shape) != tuple(state[k].shape)
     )
     if missing or unexpected or mis_shaped:
+
         def listing(title: str, keys: list[str]) -> str:
             shown = ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "")
             return f"\n  {title} ({len(keys)}): {shown}" if keys else ""

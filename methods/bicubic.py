@@ -34,7 +34,9 @@ class Bicubic:
     def __post_init__(self) -> None:
         self.module = _NoParameters(self.info.scale)
 
-    def predict(self, lr: torch.Tensor, ref: torch.Tensor | None = None, ref_lr: torch.Tensor | None = None) -> torch.Tensor:
+    def predict(
+        self, lr: torch.Tensor, ref: torch.Tensor | None = None, ref_lr: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(1, 3, h, w) RGB [0, 1] -> (1, 3, s*h, s*w). The Pillow and uint8 paths work on 8-bit levels
         (the input is rounded to uint8 first); the float MATLAB path is not rounded."""
         check_image_tensor("lr", lr)
@@ -51,17 +53,30 @@ class Bicubic:
     def load_weights(self, path: str | Path) -> None:
         raise UserError(f"{self.info.name} has no weights")
 
-    def cost_graph(self, lr_hw: tuple[int, int], ref_hw: tuple[int, int]) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
+    def cost_graph(
+        self, lr_hw: tuple[int, int], ref_hw: tuple[int, int]
+    ) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
         return self.module, (torch.zeros(1, 3, *lr_hw),)
 
 
 def _info(name: str, scale: int, backend: str) -> MethodInfo:
     return MethodInfo(
-        name=name, title=f"Bicubic interpolation ({backend})", venue="-", year=0, official_repo=None,
-        variant="-", scale=scale, inputs=("lr",), license="-",
-        choices={"backend": {"pil": "Pillow Image.resize BICUBIC on uint8 (RefSR repositories)",
-                             "matlab": "MATLAB-compatible imresize, float32, not rounded (SISR tables)",
-                             "matlab_u8": "MATLAB imresize with uint8 per-pass rounding"}[backend]},
+        name=name,
+        title=f"Bicubic interpolation ({backend})",
+        venue="-",
+        year=0,
+        official_repo=None,
+        variant="-",
+        scale=scale,
+        inputs=("lr",),
+        license="-",
+        choices={
+            "backend": {
+                "pil": "Pillow Image.resize BICUBIC on uint8 (RefSR repositories)",
+                "matlab": "MATLAB-compatible imresize, float32, not rounded (SISR tables)",
+                "matlab_u8": "MATLAB imresize with uint8 per-pass rounding",
+            }[backend]
+        },
     )
 
 

@@ -53,8 +53,10 @@ class EfficientResidualBlock(nn.Module):
     def __init__(self, channels: int, groups: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1, groups=groups), nn.ReLU(),
-            nn.Conv2d(channels, channels, 3, padding=1, groups=groups), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1, groups=groups),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1, groups=groups),
+            nn.ReLU(),
             nn.Conv2d(channels, channels, 1),
         )
 
@@ -89,7 +91,11 @@ class UpsampleBranch(nn.Module):
         steps = [2, 2] if scale == 4 else [scale]
         layers: list[nn.Module] = []
         for step in steps:
-            layers += [nn.Conv2d(channels, channels * step * step, 3, padding=1, groups=groups), nn.ReLU(), nn.PixelShuffle(step)]
+            layers += [
+                nn.Conv2d(channels, channels * step * step, 3, padding=1, groups=groups),
+                nn.ReLU(),
+                nn.PixelShuffle(step),
+            ]
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,18 +158,29 @@ class _FixedScale(nn.Module):
 class CARNMMethod:
     def __init__(self, scale: int, device: str) -> None:
         self.info = MethodInfo(
-            name="carn_m", title="Fast, Accurate, and Lightweight Super-Resolution with Cascading Residual Network",
-            venue="ECCV", year=2018, official_repo="nmhkahn/CARN-pytorch", variant="-", scale=scale,
-            inputs=("lr",), license="MIT", weights=(CARN_M_WEIGHTS,),
+            name="carn_m",
+            title="Fast, Accurate, and Lightweight Super-Resolution with Cascading Residual Network",
+            venue="ECCV",
+            year=2018,
+            official_repo="nmhkahn/CARN-pytorch",
+            variant="-",
+            scale=scale,
+            inputs=("lr",),
+            license="MIT",
+            weights=(CARN_M_WEIGHTS,),
             parts={"backbone": "network"},
-            choices={"mode": "multi-scale network, group size 4 (official README: --group 4)",
-                     "output": "not clamped; the protocol quantises"},
+            choices={
+                "mode": "multi-scale network, group size 4 (official README: --group 4)",
+                "output": "not clamped; the protocol quantises",
+            },
         )
         self.device = torch.device(device)
         self.module = CARNM().to(self.device).eval()
         self.weights_loaded = False
 
-    def predict(self, lr: torch.Tensor, ref: torch.Tensor | None = None, ref_lr: torch.Tensor | None = None) -> torch.Tensor:
+    def predict(
+        self, lr: torch.Tensor, ref: torch.Tensor | None = None, ref_lr: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(1, 3, h, w) RGB [0, 1] -> (1, 3, s*h, s*w) RGB, not clamped."""
         check_image_tensor("lr", lr)
         with torch.inference_mode():

@@ -112,7 +112,9 @@ def _cufed5(root: Path) -> list[DatasetItem]:
         raise UserError(f"CUFED5: no NNN_k.png files in {root}")
     broken = {g: sorted(set(range(6)) - set(files)) for g, files in groups.items() if set(files) != set(range(6))}
     if broken:
-        listing = "; ".join(f"{g}: missing {', '.join(f'{g}_{k}.png' for k in ks)}" for g, ks in list(broken.items())[:5])
+        listing = "; ".join(
+            f"{g}: missing {', '.join(f'{g}_{k}.png' for k in ks)}" for g, ks in list(broken.items())[:5]
+        )
         raise UserError(f"CUFED5: incomplete groups ({len(broken)}): {listing}")
     return [
         DatasetItem(group, files[0], tuple((str(k), files[k]) for k in range(1, 6)))
@@ -153,19 +155,41 @@ DATASETS: dict[str, DatasetDef] = {
         DatasetDef("b100", ("B100", "BSD100", "BSDS100"), "B100/<name>.png (100 HR images)", _flat_hr),
         DatasetDef("urban100", ("Urban100",), "Urban100/img_NNN.png", _flat_hr),
         DatasetDef("manga109", ("Manga109",), "Manga109/<Title>.png (109 images)", _manga109),
-        DatasetDef("wrsr", ("WR-SR",), "WR-SR/input/NNN.png, WR-SR/ref/NNN_ref.png, WR-SR/WR-SR_pairs.txt", _wrsr, True),
         DatasetDef(
-            "sun80", ("Sun80", "Sun_Hays80"),
-            "Sun80/Sun_Hays_SR_groundtruth/<name>.jpg and Sun80/Sun_Hays_SR_scenematches/<name>.jpg/*.jpg",
-            _sun80, True,
+            "wrsr", ("WR-SR",), "WR-SR/input/NNN.png, WR-SR/ref/NNN_ref.png, WR-SR/WR-SR_pairs.txt", _wrsr, True
         ),
-        DatasetDef("flickr1024", ("Flickr1024",), "Flickr1024/Test/NNNN_L.png (input) and NNNN_R.png (reference)",
-                   _flickr1024, True),
-        DatasetDef("cufed5", ("CUFED5",), "CUFED5/NNN_0.png (HR) and NNN_1.png ... NNN_5.png (references XH..XL)",
-                   _cufed5, True),
-        DatasetDef("demo_stereo", (), "embedded: scikit-image Middlebury motorcycle pair", _embedded("stereo"), True, True),
-        DatasetDef("demo_homography", (), "embedded: scikit-image photos + homography-warped references",
-                   _embedded("homography"), True, True),
+        DatasetDef(
+            "sun80",
+            ("Sun80", "Sun_Hays80"),
+            "Sun80/Sun_Hays_SR_groundtruth/<name>.jpg and Sun80/Sun_Hays_SR_scenematches/<name>.jpg/*.jpg",
+            _sun80,
+            True,
+        ),
+        DatasetDef(
+            "flickr1024",
+            ("Flickr1024",),
+            "Flickr1024/Test/NNNN_L.png (input) and NNNN_R.png (reference)",
+            _flickr1024,
+            True,
+        ),
+        DatasetDef(
+            "cufed5",
+            ("CUFED5",),
+            "CUFED5/NNN_0.png (HR) and NNN_1.png ... NNN_5.png (references XH..XL)",
+            _cufed5,
+            True,
+        ),
+        DatasetDef(
+            "demo_stereo", (), "embedded: scikit-image Middlebury motorcycle pair", _embedded("stereo"), True, True
+        ),
+        DatasetDef(
+            "demo_homography",
+            (),
+            "embedded: scikit-image photos + homography-warped references",
+            _embedded("homography"),
+            True,
+            True,
+        ),
     )
 }
 

@@ -18,7 +18,9 @@ Y_WEIGHTS_255 = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)
 Y_WEIGHTS_256 = (65.738 / 256.0, 129.057 / 256.0, 25.064 / 256.0)
 
 
-def rgb_to_y(rgb: np.ndarray, *, weights: tuple[float, float, float] = Y_WEIGHTS_255, offset: float = 16.0) -> np.ndarray:
+def rgb_to_y(
+    rgb: np.ndarray, *, weights: tuple[float, float, float] = Y_WEIGHTS_255, offset: float = 16.0
+) -> np.ndarray:
     """BT.601 luma of an RGB image.
 
     ``rgb``: (H, W, 3), RGB order, values on [0, 255] (float or uint8). Returns float64 (H, W),
@@ -62,7 +64,12 @@ def ssim(sr: np.ndarray, hr: np.ndarray, *, crop_border: int) -> float:
     channel_axis = -1 if sr.ndim == 3 else None
     return float(
         structural_similarity(
-            sr, hr, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255.0,
+            sr,
+            hr,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=255.0,
             channel_axis=channel_axis,
         )
     )

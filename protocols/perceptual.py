@@ -41,7 +41,10 @@ def _model() -> torch.nn.Module:
 def lpips_distance(sr: np.ndarray, hr: np.ndarray, *, crop_border: int) -> float:
     """LPIPS between two (H, W, 3) RGB arrays on [0, 255]; lower is better."""
     if crop_border:
-        sr, hr = sr[crop_border:-crop_border, crop_border:-crop_border], hr[crop_border:-crop_border, crop_border:-crop_border]
+        sr, hr = (
+            sr[crop_border:-crop_border, crop_border:-crop_border],
+            hr[crop_border:-crop_border, crop_border:-crop_border],
+        )
 
     def to_tensor(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1.0

@@ -23,6 +23,7 @@ CUFED5_LEVEL_NAMES = {"1": "XH", "2": "H", "3": "M", "4": "L", "5": "XL"}
 
 # --- image-size recipes (arrays (H, W[, C]) uint8) -------------------------------------------------
 
+
 def modcrop(image: np.ndarray, multiple: int) -> np.ndarray:
     """Keep the top-left H - H mod m rows and W - W mod m columns."""
     h, w = image.shape[:2]
@@ -58,6 +59,7 @@ def _to_array(image: torch.Tensor) -> np.ndarray:
 
 
 # --- degradation ---------------------------------------------------------------------------------
+
 
 def downscale(image: np.ndarray, scale: int, spec: ProtocolSpec) -> torch.Tensor:
     """LR from an 8-bit HR array (H, W[, C]) by the preset's backend -> (1, C, H/s, W/s) float32 [0, 1]."""
@@ -98,6 +100,7 @@ def _luma(rgb: np.ndarray, spec: ProtocolSpec) -> np.ndarray:
 
 
 # --- references ----------------------------------------------------------------------------------
+
 
 def stitch5_masa(refs: list[np.ndarray]) -> np.ndarray:
     """MASA-SR TestSet_multi: each reference replicate-padded centred to 512x512, stacked vertically
@@ -157,7 +160,9 @@ def _reference_array(item: DatasetItem, policy: str, dataset: str, spec: Protoco
     if policy.startswith("level:"):
         level = policy.split(":", 1)[1]
         if level not in refs:
-            raise UserError(f"{dataset}/{item.name}: no reference level {level}; available: {', '.join(refs) or 'none'}")
+            raise UserError(
+                f"{dataset}/{item.name}: no reference level {level}; available: {', '.join(refs) or 'none'}"
+            )
         return _read(refs[level], spec)
     if policy in STITCH_RECIPES:
         missing = [k for k in "12345" if k not in refs]
@@ -174,10 +179,13 @@ def _reference_array(item: DatasetItem, policy: str, dataset: str, spec: Protoco
         paths = [c for c in item.candidates if isinstance(c, Path)]
         chosen = next((p for p in paths if p.name == chosen_name), None) if chosen_name else seeded_choice(paths)
         if chosen is None:
-            raise UserError(f"{dataset}/{item.name}: manifest reference {chosen_name} not found among the scene matches")
+            raise UserError(
+                f"{dataset}/{item.name}: manifest reference {chosen_name} not found among the scene matches"
+            )
         return _read(chosen, spec)
     raise UserError(
-        f"unknown reference policy {policy!r}; valid: none, pair, self_lr, manifest, level:1..5, {', '.join(STITCH_RECIPES)}"
+        f"unknown reference policy {policy!r}; valid: none, pair, self_lr, manifest, level:1..5, "
+        f"{', '.join(STITCH_RECIPES)}"
     )
 
 
@@ -188,11 +196,12 @@ def _apply_ref_recipe(ref: np.ndarray, spec: ProtocolSpec) -> np.ndarray:
         h, w = ref.shape[:2]
         return pad_replicate(ref, 0, (-h) % spec.ref_multiple, 0, (-w) % spec.ref_multiple)
     if spec.ref_recipe == "pad_center_replicate":
-        return pad_replicate(ref, *center_pad_amounts(*ref.shape[:2], spec.ref_multiple))
+        return pad_replicate(ref, *center_pad_amounts(ref.shape[0], ref.shape[1], spec.ref_multiple))
     return ref
 
 
 # --- samples -------------------------------------------------------------------------------------
+
 
 def make_sample(item: DatasetItem, spec: ProtocolSpec, dataset: str, policy: str) -> Sample:
     """Apply the preset's size recipe, degradation and reference policy to one dataset item."""
@@ -210,7 +219,7 @@ def make_sample(item: DatasetItem, spec: ProtocolSpec, dataset: str, policy: str
         hr = resize_to_multiple(hr, multiple)
         degraded = hr
     elif spec.hr_recipe == "pad_center_replicate":
-        sr_crop = center_pad_amounts(*hr.shape[:2], multiple)
+        sr_crop = center_pad_amounts(hr.shape[0], hr.shape[1], multiple)
         degraded = pad_replicate(hr, *sr_crop)
     else:  # zero_pad_to_common (C²-Matching test): mod-crop both, zero-pad both to the larger size
         hr = modcrop(hr, multiple)
@@ -221,7 +230,9 @@ def make_sample(item: DatasetItem, spec: ProtocolSpec, dataset: str, policy: str
             degraded, ref = pad_zero(hr, height, width), pad_zero(ref, height, width)
             sr_crop = (0, height - hr.shape[0], 0, width - hr.shape[1])
     if min(degraded.shape[:2]) < scale:
-        raise UserError(f"{dataset}/{item.name}: image {degraded.shape[1]}x{degraded.shape[0]} is smaller than the scale")
+        raise UserError(
+            f"{dataset}/{item.name}: image {degraded.shape[1]}x{degraded.shape[0]} is smaller than the scale"
+        )
     lr = downscale(degraded, scale, spec)
     ref_tensor = ref_lr = None
     if ref is not None:
@@ -241,6 +252,7 @@ def iter_samples(items: list[DatasetItem], spec: ProtocolSpec, dataset: str, pol
 
 
 # --- scoring -------------------------------------------------------------------------------------
+
 
 def quantise_sr(sr: np.ndarray, spec: ProtocolSpec) -> np.ndarray:
     """SR on [0, 1] -> [0, 255] float64 per the preset (clamp/round as the reference code does)."""

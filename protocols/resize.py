@@ -105,7 +105,7 @@ def _resize_axis(array: np.ndarray, axis: int, out_length: int, scale: float, dt
     before = max(0, -int(indices.min()))
     after = max(0, int(indices.max()) - (in_length - 1))
     padded = np.pad(moved, [(before, after)] + [(0, 0)] * (moved.ndim - 1), mode="symmetric")
-    result = np.zeros((out_length,) + moved.shape[1:], dtype=dtype)
+    result: np.ndarray = np.zeros((out_length,) + moved.shape[1:], dtype=dtype)
     for phase in range(period):
         outputs = range(phase, out_length, period)
         count = len(outputs)

@@ -84,7 +84,9 @@ class ProtocolSpec:
 
     def sentence(self, dataset: str | None = None) -> str:
         """One sentence stating the protocol, printed above every results table."""
-        recipe = self.hr_recipe + (f"({self.hr_multiple_for(dataset or '')})" if self.hr_recipe != "zero_pad_to_common" else "")
+        recipe = self.hr_recipe + (
+            f"({self.hr_multiple_for(dataset or '')})" if self.hr_recipe != "zero_pad_to_common" else ""
+        )
         colour = ", ".join(self.metrics)
         ref = self.reference_policy_for(dataset) if dataset else self.reference_policy
         return (
@@ -95,8 +97,36 @@ class ProtocolSpec:
         )
 
 
-_SELF_REFERENCE = (("urban100", "self_lr"), ("manga109", "self_lr"), ("set5", "self_lr"), ("set14", "self_lr"),
-                   ("b100", "self_lr"), ("sun80", "manifest"), ("cufed5", "level:1"))
+# Reference policies shared by several presets (dataset -> policy); the paper-specific ones are listed inline.
+_SISR_SETS_SELF = (("set5", "self_lr"), ("set14", "self_lr"))
+_SELF_REFERENCE = (
+    ("urban100", "self_lr"),
+    ("manga109", "self_lr"),
+    *_SISR_SETS_SELF,
+    ("b100", "self_lr"),
+    ("sun80", "manifest"),
+    ("cufed5", "level:1"),
+)
+_MASA_POLICIES = (
+    ("cufed5", "stitch5_masa"),
+    ("urban100", "self_lr"),
+    ("manga109", "self_lr"),
+    ("sun80", "manifest"),
+    *_SISR_SETS_SELF,
+)
+MASA2021 = ProtocolSpec(
+    name="masa2021",
+    description="dvlab-research/MASA-SR test code: HR centred replicate padding (×32; ×64 Sun80/Urban100), "
+    "SR cropped back, Y (÷255, BGR-correct), clamp+round, crop 0.",
+    source="dvlab-research/MASA-SR test.py, TestSet/TestSet_multi (commit 35cb0fa fixes the channel order)",
+    status="code verified",
+    hr_recipe="pad_center_replicate",
+    hr_multiple=32,
+    hr_multiple_by_dataset=(("sun80", 64), ("urban100", 64), ("manga109", 64)),
+    ref_recipe="pad_br_replicate",
+    ref_multiple=16,
+    reference_policy_by_dataset=_MASA_POLICIES,
+)
 
 PRESETS: dict[str, ProtocolSpec] = {
     spec.name: spec
@@ -111,60 +141,65 @@ PRESETS: dict[str, ProtocolSpec] = {
         ),
         ProtocolSpec(
             name="ttsr2020",
-            description="researchmm/TTSR test code: mod-crop, Pillow, Ref mod-crop ×4, Y (÷256 form), round without clamp, crop 0.",
-            source="researchmm/TTSR dataset/cufed.py, utils.py calc_psnr_and_ssim; CUFED5 level 1 in code (paper 27.09 used 5 stitched refs, recipe unknown)",
+            description=(
+                "researchmm/TTSR test code: mod-crop, Pillow, Ref mod-crop ×4, Y (÷256 form), round without "
+                "clamp, crop 0."
+            ),
+            source=(
+                "researchmm/TTSR dataset/cufed.py, utils.py calc_psnr_and_ssim; CUFED5 level 1 in code (paper "
+                "27.09 used 5 stitched refs, recipe unknown)"
+            ),
             status="code verified",
             ref_recipe="modcrop",
             ref_multiple=4,
             y_form="bt601_256",
             sr_quantisation="round",
-            reference_policy_by_dataset=(("cufed5", "level:1"), ("urban100", "self_lr"), ("manga109", "self_lr"),
-                                         ("sun80", "manifest"), ("set5", "self_lr"), ("set14", "self_lr")),
+            reference_policy_by_dataset=(
+                ("cufed5", "level:1"),
+                ("urban100", "self_lr"),
+                ("manga109", "self_lr"),
+                ("sun80", "manifest"),
+                *_SISR_SETS_SELF,
+            ),
         ),
-        ProtocolSpec(
-            name="masa2021",
-            description="dvlab-research/MASA-SR test code: HR centred replicate padding (×32; ×64 Sun80/Urban100), SR cropped back, Y (÷255, BGR-correct), clamp+round, crop 0.",
-            source="dvlab-research/MASA-SR test.py, TestSet/TestSet_multi (commit 35cb0fa fixes the channel order)",
-            status="code verified",
-            hr_recipe="pad_center_replicate",
-            hr_multiple=32,
-            hr_multiple_by_dataset=(("sun80", 64), ("urban100", 64), ("manga109", 64)),
-            ref_recipe="pad_br_replicate",
-            ref_multiple=16,
-            reference_policy_by_dataset=(("cufed5", "stitch5_masa"), ("urban100", "self_lr"), ("manga109", "self_lr"),
-                                         ("sun80", "manifest"), ("set5", "self_lr"), ("set14", "self_lr")),
-        ),
-        ProtocolSpec(
+        MASA2021,
+        dataclasses.replace(
+            MASA2021,
             name="masa2021_prefix",
-            description="masa2021 with the pre-35cb0fa bug: RGB arrays fed to the BGR luma formula (R/B weights swapped).",
+            description="masa2021 with the pre-35cb0fa bug: RGB arrays fed to the BGR luma formula (R/B swapped).",
             source="dvlab-research/MASA-SR before commit 35cb0fa",
             status="code verified (historical)",
-            hr_recipe="pad_center_replicate",
-            hr_multiple=32,
-            hr_multiple_by_dataset=(("sun80", 64), ("urban100", 64), ("manga109", 64)),
-            ref_recipe="pad_br_replicate",
-            ref_multiple=16,
             y_swap_rb=True,
-            reference_policy_by_dataset=(("cufed5", "stitch5_masa"), ("urban100", "self_lr"), ("manga109", "self_lr"),
-                                         ("sun80", "manifest"), ("set5", "self_lr"), ("set14", "self_lr")),
         ),
         ProtocolSpec(
             name="c2matching2021",
-            description="yumingj/C2-Matching test: mod-crop ×4, HR and Ref zero-padded to a common size, Pillow, Y (÷255), clamp+round, crop 4.",
+            description=(
+                "yumingj/C2-Matching test: mod-crop ×4, HR and Ref zero-padded to a common size, Pillow, Y "
+                "(÷255), clamp+round, crop 4."
+            ),
             source="yumingj/C2-Matching RefCUFEDDataset, ref_restoration_model.py; CUFED5_pairs.txt (level 1)",
             status="code verified",
             hr_recipe="zero_pad_to_common",
             crop_border=4,
-            reference_policy_by_dataset=(("cufed5", "level:1"), ("urban100", "self_lr"), ("manga109", "manifest"),
-                                         ("sun80", "manifest"), ("set5", "self_lr"), ("set14", "self_lr")),
+            reference_policy_by_dataset=(
+                ("cufed5", "level:1"),
+                ("urban100", "self_lr"),
+                ("manga109", "manifest"),
+                ("sun80", "manifest"),
+                *_SISR_SETS_SELF,
+            ),
         ),
         ProtocolSpec(
             name="ssen2020",
             description="SSEN paper (no code): each CUFED5 level separately, Y; mod-crop, Pillow and crop 0 assumed.",
             source="SSEN CVPR 2020 Tables 1 and 3; protocols.md §4 (partly inferred)",
             status="partly inferred",
-            reference_policy_by_dataset=(("cufed5", "level:1"), ("urban100", "self_lr"), ("set5", "self_lr"),
-                                         ("set14", "self_lr")),
+            reference_policy_by_dataset=(
+                ("cufed5", "level:1"),
+                ("urban100", "self_lr"),
+                ("set5", "self_lr"),
+                ("set14", "self_lr"),
+            ),
         ),
         ProtocolSpec(
             name="ssen2020_sisr",
@@ -177,7 +212,10 @@ PRESETS: dict[str, ProtocolSpec] = {
         ),
         ProtocolSpec(
             name="e2ent2_2020",
-            description="E2ENT² paper (no code): RGB metrics inferred (Y reported alongside), level 1, mod-crop, Pillow, clamp+round, crop 0 assumed.",
+            description=(
+                "E2ENT² paper (no code): RGB metrics inferred (Y reported alongside), level 1, mod-crop, Pillow, "
+                "clamp+round, crop 0 assumed."
+            ),
             source="E2ENT² ECCVW 2020 Tables 1-2; colour space INFERRED, not stated (protocols.md §4)",
             status="inferred",
             metrics=("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y"),
@@ -185,14 +223,20 @@ PRESETS: dict[str, ProtocolSpec] = {
         ),
         ProtocolSpec(
             name="srntt2019",
-            description="SRNTT TensorFlow code: mod-crop, scipy (= Pillow) bicubic, each level separately, Y assumed, round+clip, crop 0 assumed.",
+            description=(
+                "SRNTT TensorFlow code: mod-crop, scipy (= Pillow) bicubic, each level separately, Y assumed, "
+                "round+clip, crop 0 assumed."
+            ),
             source="ZZUTK/SRNTT; SRNTT issue #26 (colour space unanswered)",
             status="partly inferred",
             reference_policy_by_dataset=(("cufed5", "level:1"), ("urban100", "self_lr"), ("sun80", "manifest")),
         ),
         ProtocolSpec(
             name="srntt_port",
-            description="S-aiueo32/srntt-pytorch: PIL resize to a multiple of 4, luma Y′ (0.299/0.587/0.114, no offset), clamp without rounding, crop 0.",
+            description=(
+                "S-aiueo32/srntt-pytorch: PIL resize to a multiple of 4, luma Y′ (0.299/0.587/0.114, no offset), "
+                "clamp without rounding, crop 0."
+            ),
             source="S-aiueo32/srntt-pytorch (kornia rgb_to_grayscale, PSNR peak 1.0)",
             status="code verified",
             hr_recipe="resize_to_multiple",
@@ -202,7 +246,10 @@ PRESETS: dict[str, ProtocolSpec] = {
         ),
         ProtocolSpec(
             name="ccnet2017",
-            description="CC-Net/SS-Net paper: ×8, mod-crop ×8, Pillow bicubic assumed, RGB PSNR (peak 1.0 in [0, 1]), no rounding, crop 0 assumed.",
+            description=(
+                "CC-Net/SS-Net paper: ×8, mod-crop ×8, Pillow bicubic assumed, RGB PSNR (peak 1.0 in [0, 1]), no "
+                "rounding, crop 0 assumed."
+            ),
             source="Zheng et al. BMVC 2017; the authors' CrossNet code for the metric conventions (inferred)",
             status="inferred",
             scale=8,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,16 @@ def shared() -> Path:
 def _deterministic() -> None:
     torch.manual_seed(0)
     torch.use_deterministic_algorithms(False)
+
+
+@pytest.fixture()
+def one_thread() -> Iterator[None]:
+    """One torch intra-op thread for suites of many small convolutions: on a busy 2-core box two OpenMP
+    threads spin-wait and were 2-50x slower; results differ by <= 1.2e-7 (fixture READMEs)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

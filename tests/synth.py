@@ -65,9 +65,13 @@ def synthetic_state_dict(
     state: dict[str, torch.Tensor] = {}
     for key, shape, dtype in read_layout(layout):
         if dtype in ("int64", "long"):
-            state[key] = defaults[key].clone() if defaults and key in defaults else torch.zeros(shape, dtype=torch.int64)
+            state[key] = (
+                defaults[key].clone() if defaults and key in defaults else torch.zeros(shape, dtype=torch.int64)
+            )
             continue
-        state[key] = torch.from_numpy(synthetic_value(key, shape, gains.get(key, 1.0))).to(_DTYPES.get(dtype, torch.float32))
+        state[key] = torch.from_numpy(synthetic_value(key, shape, gains.get(key, 1.0))).to(
+            _DTYPES.get(dtype, torch.float32)
+        )
     return state
 
 

@@ -27,20 +27,12 @@ from methods.registry import create
 from protocols.core import UserError
 from protocols.resize import pil_bicubic
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # layout file stem -> attribute of the wrapper holding that official network
 NETWORKS = {"restoration": "net_g", "extractor": "net_extractor", "vgg_map": "net_map"}
 OUTPUT_ATOL = 1e-4  # fixture README: float32 vs float64 of the official code differ by 7.2e-6
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_intra_op_thread():
-    # These tests run hundreds of small convolutions; on a shared, oversubscribed CI core pool the
-    # intra-op threads spin-wait and one thread was up to 20x faster. Results differ by <= 1.2e-7
-    # between 1 and 2 threads (fixture README), far inside the tolerances below.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from synth import assert_layout_equal
 
 from methods.registry import create
 from protocols.core import UserError
-from synth import assert_layout_equal
 
 
 def test_layout_and_parameter_count(shared: Path) -> None:

@@ -14,14 +14,8 @@ from methods.registry import create
 from protocols.core import UserError
 from protocols.resize import from_uint8_array
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Small tensors: one thread is faster and immune to a busy machine's oversubscription.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 NAMES = ("zncc", "zncc_blurry", "patchmatch", "dense_sift", "dense_sift_blurry")

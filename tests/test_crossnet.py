@@ -18,17 +18,10 @@ from methods.registry import create
 from protocols.core import UserError
 from protocols.resize import pil_bicubic
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ATOL = 1e-4  # fixture README: float32 vs float64 of the official code differ by ≤ 1.3e-5
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> object:
-    """One intra-op thread: on a shared, oversubscribed CPU two OpenMP threads made small convolutions
-    ~50× slower here; results differ by ≤ 1.2e-7 (fixture READMEs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def fixture_dir(shared: Path) -> Path:

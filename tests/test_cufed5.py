@@ -39,7 +39,10 @@ def test_discovery_and_levels(tmp_path: Path) -> None:
 
 def test_stitch5_masa_geometry_and_padding_values() -> None:
     rng = np.random.default_rng(0)
-    refs = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((500, 332), (512, 512), (1, 7), (300, 500), (64, 64))]
+    refs = [
+        rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        for h, w in ((500, 332), (512, 512), (1, 7), (300, 500), (64, 64))
+    ]
     canvas = stitch5_masa(refs)
     assert canvas.shape == (2560, 512, 3)
     first = refs[0]  # 500x332 -> top 6, bottom 6, left 90, right 90
@@ -54,7 +57,10 @@ def test_stitch5_masa_geometry_and_padding_values() -> None:
 
 
 def test_stitch5_zero500_topleft_geometry() -> None:
-    refs = [np.full((h, w, 3), 10 * (k + 1), np.uint8) for k, (h, w) in enumerate(((500, 332), (100, 200), (500, 500), (7, 3), (20, 499)))]
+    refs = [
+        np.full((h, w, 3), 10 * (k + 1), np.uint8)
+        for k, (h, w) in enumerate(((500, 332), (100, 200), (500, 500), (7, 3), (20, 499)))
+    ]
     canvas = stitch5_zero500_topleft(refs)
     assert canvas.shape == (2500, 500, 3)
     assert np.all(canvas[0:500, 0:332] == 10) and np.all(canvas[0:500, 332:] == 0)
@@ -78,8 +84,21 @@ def test_oversized_reference_is_rejected_by_masa_stitching() -> None:
 def test_broken_layouts_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str], breakage, message: str) -> None:
     folder = make_replica(tmp_path)
     breakage(folder)
-    status = main(["run", "-p", "cufed5", "-m", "bicubic", "--level", "2", "--data", str(tmp_path),
-                   "--out", str(tmp_path / "out")])
+    status = main(
+        [
+            "run",
+            "-p",
+            "cufed5",
+            "-m",
+            "bicubic",
+            "--level",
+            "2",
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert status == 2
     import re
 
@@ -89,7 +108,10 @@ def test_broken_layouts_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_five_level_run_and_stitched_reference(tmp_path: Path) -> None:
     make_replica(tmp_path, groups=2)
     out = tmp_path / "out"
-    assert main(["run", "-p", "cufed5", "-m", "bicubic", "--level", "all", "--data", str(tmp_path), "--out", str(out)]) == 0
+    assert (
+        main(["run", "-p", "cufed5", "-m", "bicubic", "--level", "all", "--data", str(tmp_path), "--out", str(out)])
+        == 0
+    )
     records = read_records(out / "records.csv")
     assert sorted({r.level for r in records}) == [f"level:{k}" for k in "12345"]
     assert len(records) == 5 * 2 * 2  # levels x groups x (psnr_y, ssim_y)
@@ -105,8 +127,9 @@ def test_dataset_job_runs_gates_and_renders_on_a_replica(tmp_path: Path, capsys:
     """What `tox -e cufed5` runs: five levels + stitched reference, gate, report."""
     make_replica(tmp_path, groups=1)
     out = tmp_path / "job"
-    status = main(["dataset-job", "cufed5", "--data", str(tmp_path), "--weights", str(tmp_path / "no_weights"),
-                   "--out", str(out)])
+    status = main(
+        ["dataset-job", "cufed5", "--data", str(tmp_path), "--weights", str(tmp_path / "no_weights"), "--out", str(out)]
+    )
     assert status == 0, capsys.readouterr().err
     levels = {r.level for r in read_records(out / "cufed5_refsr" / "all" / "records.csv")}
     assert levels == {f"level:{k}" for k in "12345"}

@@ -9,7 +9,6 @@ plain autograd where eq. 5 must coincide with it, and closed-form loss values.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -35,16 +34,10 @@ from methods.losses import (
 from protocols.core import UserError
 from protocols.resize import pil_bicubic
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SCALE = 4
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # the shared CI box has 2 busy cores; one intra-op thread avoids spin contention on small convs
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _tiny_net(**kwargs) -> E2ENT2Net:

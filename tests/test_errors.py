@@ -36,7 +36,9 @@ def _wrsr_replica(root: Path, count: int = 2) -> Path:
 
 
 def test_missing_dataset_folder_names_expected_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status, err = run_cli(capsys, "run", "-p", "urban100", "-m", "bicubic", "--data", str(tmp_path), "--out", str(tmp_path / "o"))
+    status, err = run_cli(
+        capsys, "run", "-p", "urban100", "-m", "bicubic", "--data", str(tmp_path), "--out", str(tmp_path / "o")
+    )
     assert status == 2
     assert "Urban100" in err and "img_NNN.png" in err and "Traceback" not in err
 
@@ -44,14 +46,18 @@ def test_missing_dataset_folder_names_expected_layout(tmp_path: Path, capsys: py
 def test_missing_reference_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = _wrsr_replica(tmp_path)
     (folder / "ref" / "002_ref.png").unlink()
-    status, err = run_cli(capsys, "run", "-p", "wrsr", "-m", "bicubic", "--data", str(tmp_path), "--out", str(tmp_path / "o"))
+    status, err = run_cli(
+        capsys, "run", "-p", "wrsr", "-m", "bicubic", "--data", str(tmp_path), "--out", str(tmp_path / "o")
+    )
     assert status == 2 and "002_ref.png" in err and "missing" in err
 
 
 def test_corrupt_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = _wrsr_replica(tmp_path)
     (folder / "input" / "001.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    status, err = run_cli(capsys, "run", "-p", "wrsr", "-m", "bicubic", "--data", str(tmp_path), "--out", str(tmp_path / "o"))
+    status, err = run_cli(
+        capsys, "run", "-p", "wrsr", "-m", "bicubic", "--data", str(tmp_path), "--out", str(tmp_path / "o")
+    )
     assert status == 2 and "001.png" in err and "corrupt" in err
 
 
@@ -77,8 +83,9 @@ def test_unknown_names_list_valid_choices(capsys: pytest.CaptureFixture[str], tm
 
 
 def test_missing_weights_refuse_quality_records(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    status, err = run_cli(capsys, "run", "-p", "demo_stereo", "-m", "carn_m", "--weights", str(tmp_path),
-                          "--out", str(tmp_path / "o"))
+    status, err = run_cli(
+        capsys, "run", "-p", "demo_stereo", "-m", "carn_m", "--weights", str(tmp_path), "--out", str(tmp_path / "o")
+    )
     assert status == 2 and "carn_m.pth" in err and "weights fetch" in err
 
 
@@ -93,8 +100,18 @@ def test_too_small_image_for_the_scale(tmp_path: Path, capsys: pytest.CaptureFix
     folder = tmp_path / "Set5"
     folder.mkdir()
     Image.fromarray(np.zeros((3, 3, 3), np.uint8)).save(folder / "tiny.png")
-    status, err = run_cli(capsys, "run", "-p", "set5:sisr_std", "-m", "bicubic_matlab", "--data", str(tmp_path),
-                          "--out", str(tmp_path / "o"))
+    status, err = run_cli(
+        capsys,
+        "run",
+        "-p",
+        "set5:sisr_std",
+        "-m",
+        "bicubic_matlab",
+        "--data",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert status == 2 and "tiny" in err
 
 
@@ -103,10 +120,9 @@ def test_shard_syntax(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     assert status == 2 and "--shard" in err
 
 
-
-
-def test_weights_fetch_offline_is_a_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_weights_fetch_offline_is_a_clear_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import urllib.error
     import urllib.request
 

@@ -27,16 +27,10 @@ from protocols.matching import (
     load_dataset,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SHARED_DATA = "data"
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Small tensors: one thread is faster and immune to a busy machine's oversubscription.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------------------------------

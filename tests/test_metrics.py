@@ -40,7 +40,9 @@ def image_pair() -> tuple[np.ndarray, np.ndarray]:
 def test_psnr_closed_form_constant_offset() -> None:
     hr = np.full((16, 16, 3), 100.0)
     for offset in (1.0, 5.0, 17.0):
-        assert metrics.psnr_rgb(hr + offset, hr, crop_border=0) == pytest.approx(20 * math.log10(255 / offset), abs=1e-12)
+        assert metrics.psnr_rgb(hr + offset, hr, crop_border=0) == pytest.approx(
+            20 * math.log10(255 / offset), abs=1e-12
+        )
 
 
 def test_psnr_identical_is_inf_and_border_crop_excludes_border() -> None:
@@ -78,7 +80,8 @@ def test_psnr_of_luma_without_offset_is_lower_by_constant(image_pair: tuple[np.n
     studio = metrics.psnr_y(sr, hr, crop_border=0)
     luma = metrics.psnr(
         metrics.rgb_to_y(sr, weights=(0.299, 0.587, 0.114), offset=0.0),
-        metrics.rgb_to_y(hr, weights=(0.299, 0.587, 0.114), offset=0.0), crop_border=0,
+        metrics.rgb_to_y(hr, weights=(0.299, 0.587, 0.114), offset=0.0),
+        crop_border=0,
     )
     # Y - 16 = (219/255)·Y' up to the 3-decimal rounding of the MATLAB weights.
     assert studio - luma == pytest.approx(20 * math.log10(255 / 219), abs=2e-4)

@@ -90,7 +90,11 @@ def independent_scores(hr_path: Path, ref_path: Path | None, doc: Documented, da
         sr, hr = sr[c:-c, c:-c], hr[c:-c, c:-c]
 
     def luma(image: np.ndarray) -> np.ndarray:
-        r, g, b = (image[..., 2], image[..., 1], image[..., 0]) if doc.swap_rb else (image[..., 0], image[..., 1], image[..., 2])
+        r, g, b = (
+            (image[..., 2], image[..., 1], image[..., 0])
+            if doc.swap_rb
+            else (image[..., 0], image[..., 1], image[..., 2])
+        )
         return doc.offset + doc.luma[0] * r + doc.luma[1] * g + doc.luma[2] * b
 
     def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -98,8 +102,11 @@ def independent_scores(hr_path: Path, ref_path: Path | None, doc: Documented, da
 
     def ssim(a: np.ndarray, b: np.ndarray) -> float:
         axis = -1 if a.ndim == 3 else None
-        return float(structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                           data_range=255, channel_axis=axis))
+        return float(
+            structural_similarity(
+                a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=axis
+            )
+        )
 
     values = {}
     if doc.colour in ("y", "both"):
@@ -138,11 +145,17 @@ def test_known_magnitudes(shared: Path) -> None:
     gaps, swaps = [], []
     method = create("bicubic")
     for item in items:
-        both = score(method.predict(make_sample(item, get_preset("e2ent2_2020"), "set5", "self_lr").lr),
-                     make_sample(item, get_preset("e2ent2_2020"), "set5", "self_lr"), get_preset("e2ent2_2020"))
+        both = score(
+            method.predict(make_sample(item, get_preset("e2ent2_2020"), "set5", "self_lr").lr),
+            make_sample(item, get_preset("e2ent2_2020"), "set5", "self_lr"),
+            get_preset("e2ent2_2020"),
+        )
         gaps.append(both["psnr_y"] - both["psnr_rgb"])
         sample = make_sample(item, get_preset("masa2021"), "set5", "self_lr")
         sr = method.predict(sample.lr)
-        swaps.append(score(sr, sample, get_preset("masa2021_prefix"))["psnr_y"] - score(sr, sample, get_preset("masa2021"))["psnr_y"])
+        swaps.append(
+            score(sr, sample, get_preset("masa2021_prefix"))["psnr_y"]
+            - score(sr, sample, get_preset("masa2021"))["psnr_y"]
+        )
     assert np.mean(gaps) > 1.0 and min(gaps) > 0.5
     assert all(abs(d) > 1e-3 for d in swaps)

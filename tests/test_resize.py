@@ -34,7 +34,7 @@ def loop_imresize_1d(signal: np.ndarray, scale: float) -> np.ndarray:
         weights = [(scale * keys_cubic((u - j) * scale)) if scale < 1 else keys_cubic(u - j) for j in taps]
         total = sum(weights)
         value = 0.0
-        for j, w in zip(taps, weights):
+        for j, w in zip(taps, weights, strict=True):
             k = j - 1
             while k < 0 or k >= n_in:  # symmetric boundary, edge sample repeated
                 k = -k - 1 if k < 0 else 2 * n_in - 1 - k

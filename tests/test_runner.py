@@ -52,8 +52,23 @@ def replica(tmp_path: Path) -> Path:
 
 
 def _command(replica: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "bench", "--plugin", str(replica / "plugin.py"), "run", "-p", "set5:refsr",
-            "-m", "slow_bicubic", "--data", str(replica / "data"), "--out", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "bench",
+        "--plugin",
+        str(replica / "plugin.py"),
+        "run",
+        "-p",
+        "set5:refsr",
+        "-m",
+        "slow_bicubic",
+        "--data",
+        str(replica / "data"),
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -65,7 +80,9 @@ def test_interrupted_run_resumes_to_identical_records(replica: Path) -> None:
     subprocess.run(_command(replica, clean), check=True, env=_env(), capture_output=True, timeout=300)
 
     resumed = replica / "resumed"
-    process = subprocess.Popen(_command(replica, resumed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        _command(replica, resumed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         if len({r.image for r in read_records(resumed / "records.csv")}) >= 3:
@@ -82,11 +99,30 @@ def test_interrupted_run_resumes_to_identical_records(replica: Path) -> None:
 
 def test_shards_merge_to_the_full_run(replica: Path) -> None:
     for index in (0, 1):
-        subprocess.run(_command(replica, replica / f"shard{index}", "--shard", f"{index}/2"), check=True, env=_env(),
-                       capture_output=True, timeout=300)
+        subprocess.run(
+            _command(replica, replica / f"shard{index}", "--shard", f"{index}/2"),
+            check=True,
+            env=_env(),
+            capture_output=True,
+            timeout=300,
+        )
     subprocess.run(_command(replica, replica / "full"), check=True, env=_env(), capture_output=True, timeout=300)
-    subprocess.run([sys.executable, "-m", "bench", "merge", str(replica / "shard0"), str(replica / "shard1"),
-                    "--out", str(replica / "merged")], check=True, env=_env(), capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "merge",
+            str(replica / "shard0"),
+            str(replica / "shard1"),
+            "--out",
+            str(replica / "merged"),
+        ],
+        check=True,
+        env=_env(),
+        capture_output=True,
+        timeout=120,
+    )
     full = {r.sort_key(): r.value for r in read_records(replica / "full" / "records.csv")}
     merged = {r.sort_key(): r.value for r in read_records(replica / "merged" / "records.csv")}
     assert merged == full and len(full) == 20

@@ -31,18 +31,11 @@ from methods.srntt import (
 from protocols.core import UserError
 from protocols.resize import pil_bicubic
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 OUTPUT_ATOL = 5e-5  # fixture README: float32 vs float64 of the port differ by ≤ 2.3e-6
 FEATURE_ATOL = 1e-4  # VGG maps reach ~10²; float32 rounding of the port itself
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> object:
-    """One intra-op thread: on a shared, oversubscribed CPU two OpenMP threads made small convolutions
-    ~50× slower here; results differ by ≤ 1.2e-7 (fixture READMEs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def fixture_dir(shared: Path) -> Path:

@@ -9,7 +9,6 @@ synthetic-weight rule (tests/synth.py) so that offsets and attention are not at 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +23,8 @@ from methods.losses import charbonnier_loss
 from methods.ssen import SSEN, NonLocalBlock, SSENMethod, ssen, ssen_baseline, ssen_self
 from protocols.core import UserError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # the shared CI box has 2 busy cores; one intra-op thread avoids spin contention on small convs
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _load_synthetic(method: SSENMethod, folder: Path) -> SSENMethod:

@@ -21,7 +21,9 @@ def make_replica(root: Path, with_matches: bool = True) -> Path:
     (folder / "Sun_Hays_SR_groundtruth").mkdir(parents=True)
     rng = np.random.default_rng(1)
     for name in ("abbey_sun_x", "barn_sun_y"):
-        Image.fromarray(rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)).save(folder / "Sun_Hays_SR_groundtruth" / f"{name}.jpg")
+        Image.fromarray(rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)).save(
+            folder / "Sun_Hays_SR_groundtruth" / f"{name}.jpg"
+        )
         if with_matches:
             matches = folder / "Sun_Hays_SR_scenematches" / f"{name}.jpg"  # the folder name keeps '.jpg'
             matches.mkdir(parents=True)
@@ -48,6 +50,19 @@ def test_missing_scene_matches_need_self_lr(tmp_path: Path, capsys: pytest.Captu
     make_replica(tmp_path, with_matches=False)
     status = main(["run", "-p", "sun80", "-m", "bicubic", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
     assert status == 2 and "--ref-policy self_lr" in capsys.readouterr().err
-    status = main(["run", "-p", "sun80", "-m", "bicubic", "--ref-policy", "self_lr", "--data", str(tmp_path),
-                   "--out", str(tmp_path / "o")])
+    status = main(
+        [
+            "run",
+            "-p",
+            "sun80",
+            "-m",
+            "bicubic",
+            "--ref-policy",
+            "self_lr",
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert status == 0

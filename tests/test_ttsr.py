@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,18 +25,11 @@ from methods import registry
 from methods.ttsr import TTSR, SearchTransfer, TTSRMethod, ttsr_gan, ttsr_rec
 from protocols.core import UserError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ATOL = 2e-5
 ROOT = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # One intra-op thread: results do not depend on the core count, and on a shared, busy machine two
-    # OpenMP threads were 2-20x slower than one here.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def fixture_dir(shared: Path) -> Path:
