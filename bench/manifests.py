@@ -1,8 +1,9 @@
 """``refsr-bench manifest DATASET``: fix the references the papers drew at random (Sun80 scene matches,
 Manga109 other-image policy) in a committed CSV, with the seed and the sha256 of every file.
 
-Rule (protocols.md §5.2): ``numpy.random.default_rng(seed)`` over the sorted candidate file names of each
-image, one draw per image in sorted image order. The CSV lands in ``protocols/manifests/<dataset>.csv``,
+Rule (protocols.md §5.2): one draw of ``numpy.random.default_rng((seed, crc32(image name)))`` over the
+candidate file names of each image, sorted; an image's choice depends only on its name, not on which other
+images are present. The CSV lands in ``protocols/manifests/<dataset>.csv``,
 which the ``manifest`` reference policy reads.
 """
 
@@ -27,7 +28,7 @@ def write_manifest(dataset: str, data: str | None, seed: int, out: Path) -> int:
         candidates = [c for c in item.candidates if isinstance(c, Path)]
         if not candidates:
             raise UserError(f"{dataset}/{item.name}: no candidate references found; cannot draw one")
-        chosen = seeded_choice(candidates, seed)
+        chosen = seeded_choice(item.name, candidates, seed)
         assert isinstance(item.hr, Path)
         rows.append(
             {

@@ -4,6 +4,7 @@ metric values. The whole numerical convention of a run is the ``ProtocolSpec`` p
 from __future__ import annotations
 
 import csv
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,10 +137,12 @@ def read_manifest(dataset: str) -> dict[str, str]:
         return {row["image"]: row["reference"] for row in csv.DictReader(handle)}
 
 
-def seeded_choice(candidates: list[Path], seed: int = 0) -> Path:
-    """The documented rule behind the manifests: numpy default_rng(seed) over the sorted candidate list."""
+def seeded_choice(image_name: str, candidates: list[Path], seed: int = 0) -> Path:
+    """The documented rule behind the manifests: one ``numpy.random.default_rng((seed, crc32(image_name)))``
+    draw over the candidates sorted by file name, so each image's choice depends only on its own name."""
     ordered = sorted(candidates, key=lambda p: p.name)
-    return ordered[int(np.random.default_rng(seed).integers(len(ordered)))]
+    rng = np.random.default_rng((seed, zlib.crc32(image_name.encode())))
+    return ordered[int(rng.integers(len(ordered)))]
 
 
 def resolve_policy(policy: str, dataset_has_references: bool) -> str:
@@ -177,7 +180,10 @@ def _reference_array(item: DatasetItem, policy: str, dataset: str, spec: Protoco
             )
         chosen_name = read_manifest(dataset).get(item.name)
         paths = [c for c in item.candidates if isinstance(c, Path)]
-        chosen = next((p for p in paths if p.name == chosen_name), None) if chosen_name else seeded_choice(paths)
+        if chosen_name:
+            chosen = next((p for p in paths if p.name == chosen_name), None)
+        else:
+            chosen = seeded_choice(item.name, paths)
         if chosen is None:
             raise UserError(
                 f"{dataset}/{item.name}: manifest reference {chosen_name} not found among the scene matches"

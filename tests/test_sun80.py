@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image
 
 from bench.cli import main
 from bench.manifests import write_manifest
+from protocols import pipeline
 from protocols.datasets import load_items
 from protocols.pipeline import _reference_array
 from protocols.spec import get_preset
@@ -27,23 +29,42 @@ def make_replica(root: Path, with_matches: bool = True) -> Path:
         if with_matches:
             matches = folder / "Sun_Hays_SR_scenematches" / f"{name}.jpg"  # the folder name keeps '.jpg'
             matches.mkdir(parents=True)
-            for k in range(5):
-                Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(matches / f"match_{k:02d}.jpg")
+            for k in range(5):  # match k is (40 + k) pixels high, so the chosen file can be told from its shape
+                match = rng.integers(0, 256, (40 + k, 40, 3), dtype=np.uint8)
+                Image.fromarray(match).save(matches / f"match_{k:02d}.jpg")
     return folder
 
 
-def test_manifest_is_seeded_and_used(tmp_path: Path) -> None:
+def expected_match_index(image_name: str, seed: int, count: int) -> int:
+    """Oracle for the documented rule, written out separately from ``seeded_choice``."""
+    return int(np.random.default_rng([seed, zlib.crc32(image_name.encode("utf-8"))]).integers(0, count))
+
+
+def test_manifest_is_seeded_and_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_replica(tmp_path)
     first, second = tmp_path / "m1.csv", tmp_path / "m2.csv"
     assert write_manifest("sun80", str(tmp_path), 0, first) == 2
     write_manifest("sun80", str(tmp_path), 0, second)
     assert first.read_bytes() == second.read_bytes()
     rows = list(csv.DictReader(open(first)))
-    expected = sorted(f"match_{k:02d}.jpg" for k in range(5))[int(np.random.default_rng(0).integers(5))]
-    assert rows[0]["reference"] == expected and rows[0]["seed"] == "0" and len(rows[0]["hr_sha256"]) == 64
-    item = load_items("sun80", tmp_path)[0]
-    ref = _reference_array(item, "manifest", "sun80", get_preset("refsr"))
-    assert ref is not None and ref.shape == (40, 40, 3)
+    for row in rows:
+        assert row["reference"] == f"match_{expected_match_index(row['image'], 0, 5):02d}.jpg"
+        assert row["seed"] == "0" and row["candidates"] == "5" and len(row["hr_sha256"]) == 64
+    items = load_items("sun80", tmp_path)
+    # Without a committed manifest the policy applies the same rule ...
+    monkeypatch.setattr(pipeline, "MANIFEST_DIR", tmp_path / "none")
+    for item in items:
+        ref = _reference_array(item, "manifest", "sun80", get_preset("refsr"))
+        assert ref is not None and ref.shape == (40 + expected_match_index(item.name, 0, 5), 40, 3)
+    # ... and a committed manifest wins over it.
+    committed = tmp_path / "committed"
+    committed.mkdir()
+    (committed / "sun80.csv").write_text(
+        "image,reference\n" + "".join(f"{item.name},match_04.jpg\n" for item in items)
+    )
+    monkeypatch.setattr(pipeline, "MANIFEST_DIR", committed)
+    ref = _reference_array(items[0], "manifest", "sun80", get_preset("refsr"))
+    assert ref is not None and ref.shape == (44, 40, 3)
 
 
 def test_missing_scene_matches_need_self_lr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

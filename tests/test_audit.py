@@ -1,0 +1,46 @@
+"""The committed protocol audit (bicubic and CARN-M on Set5, Set14, Urban100(25), WR-SR): complete, consistent
+with its own per-image records, reproducible from the data, and rendered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.audit import applicable_presets, audit, audit_table
+from bench.records import read_records
+from reports.cli import render_report
+
+AUDIT_DIR = Path(__file__).resolve().parents[1] / "reports" / "results" / "audit"
+IMAGES_PER_DATASET = {"set5": 5, "set14": 14, "urban100": 25, "wrsr": 80}
+COMMITTED = [(method, dataset) for method in ("bicubic", "carn_m") for dataset in IMAGES_PER_DATASET]
+
+
+@pytest.mark.parametrize(("method", "dataset"), COMMITTED)
+def test_committed_audit_is_complete_and_matches_its_records(method: str, dataset: str) -> None:
+    folder = AUDIT_DIR / f"{method}_{dataset}"
+    committed = pd.read_csv(folder / "audit.csv", index_col="preset")
+    assert set(committed.index) == {spec.name for spec in applicable_presets(method, dataset)}
+    records = [r for path in sorted(folder.glob("*/records.csv")) for r in read_records(path)]
+    for preset, group in pd.DataFrame([r.__dict__ for r in records]).groupby("preset"):
+        assert all(group.groupby("metric")["image"].nunique() == IMAGES_PER_DATASET[dataset]), preset
+    recomputed = audit_table(records)
+    pd.testing.assert_frame_equal(committed, recomputed[committed.columns], check_names=False, rtol=0, atol=6e-7)
+
+
+def test_committed_bicubic_set5_audit_reproduces(shared: Path, tmp_path: Path) -> None:
+    presets = ["refsr", "sisr_std", "srntt_port", "masa2021_prefix"]
+    fresh = audit("bicubic", "set5", tmp_path, str(shared / "data"), None, presets)
+    committed = pd.read_csv(AUDIT_DIR / "bicubic_set5" / "audit.csv", index_col="preset").loc[presets]
+    pd.testing.assert_frame_equal(
+        fresh.loc[presets], committed[fresh.columns], check_names=False, rtol=0, atol=1e-6
+    )
+
+
+def test_committed_audit_renders(tmp_path: Path) -> None:
+    render_report([AUDIT_DIR], tmp_path)
+    for method, dataset in COMMITTED:
+        table = (tmp_path / "tables" / f"audit_{method}_{dataset}.tex").read_text()
+        assert "refsr" in table and "srntt\\_port" in table
+    assert "Protocol audit: carn_m on WR-SR" in (tmp_path / "index.html").read_text()
