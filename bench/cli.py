@@ -57,6 +57,13 @@ def _print_means(records: list) -> None:
     frame = pd.DataFrame([r.__dict__ for r in records])
     table = frame.groupby(["protocol", "preset", "method", "level", "metric"])["value"].mean().unstack("metric")
     print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    draws = frame[frame["level"].str.startswith("draw:")]
+    if draws["level"].nunique() > 1:  # protocols.md §5.2: mean ± std of the dataset mean over reference draws
+        per_draw = draws.groupby(["method", "metric", "level"])["value"].mean()
+        spread = per_draw.groupby(["method", "metric"]).agg(["mean", "std", "count"])
+        print("over reference draws (mean ± sample std of the per-draw dataset means):")
+        for (method, metric), row in spread.iterrows():
+            print(f"  {method} {metric}: {row['mean']:.4f} ± {row['std']:.4f} ({int(row['count'])} draws)")
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
@@ -119,7 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--weights", help="weights folder (default: $REFSR_WEIGHTS) or one checkpoint file")
     run_parser.add_argument("--out", default="runs/latest", help="output folder (records.csv, run.json)")
     run_parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    run_parser.add_argument("--level", help="CUFED5 reference level: 1..5, all, or a stitching recipe")
+    run_parser.add_argument(
+        "--level",
+        help="CUFED5 reference level (1..5, all, or a stitching recipe); draws:K for K seeded reference draws "
+        "(Sun80, Manga109), reported as mean ± std",
+    )
     run_parser.add_argument("--ref-policy", help="override the preset's reference policy (e.g. self_lr)")
     run_parser.add_argument("--shard", default="0/1", help="i/n: evaluate every n-th image from i")
     run_parser.add_argument(

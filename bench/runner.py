@@ -72,20 +72,25 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def level_policies(levels: str | None) -> tuple[str, ...]:
-    """``--level``: 1..5, a comma list, ``all`` (= 1..5) or a stitching recipe name."""
+    """``--level``: CUFED5 levels 1..5, a comma list, ``all`` (= 1..5) or a stitching recipe name; for datasets
+    with random references, ``draws:K`` (= draw:0 .. draw:K-1, one seeded reference choice per draw)."""
     if not levels:
         return ()
     if levels == "all":
         return tuple(f"level:{k}" for k in "12345")
-    policies = []
+    policies: list[str] = []
     for part in levels.split(","):
         part = part.strip()
         if part in "12345" and len(part) == 1:
             policies.append(f"level:{part}")
-        elif part.startswith("stitch5_") or part.startswith("level:"):
+        elif part.startswith(("stitch5_", "level:", "draw:")):
             policies.append(part)
+        elif part.startswith("draws:") and part[6:].isdigit() and int(part[6:]) > 0:
+            policies += [f"draw:{k}" for k in range(int(part[6:]))]
         else:
-            raise UserError(f"--level {part!r}: use 1..5, all, or stitch5_masa / stitch5_zero500_topleft")
+            raise UserError(
+                f"--level {part!r}: use 1..5, all, stitch5_masa / stitch5_zero500_topleft, or draws:K"
+            )
     return tuple(policies)
 
 

@@ -145,6 +145,14 @@ def seeded_choice(image_name: str, candidates: list[Path], seed: int = 0) -> Pat
     return ordered[int(rng.integers(len(ordered)))]
 
 
+def _draw_seed(policy: str) -> int:
+    """``draw:SEED`` -> SEED: the manifest rule with another seed, for mean ± std over reference draws."""
+    text = policy.split(":", 1)[1]
+    if not text.isdigit():
+        raise UserError(f"reference policy {policy!r}: expected draw:SEED with a non-negative integer seed")
+    return int(text)
+
+
 def resolve_policy(policy: str, dataset_has_references: bool) -> str:
     """``auto`` -> ``pair`` for datasets that ship references, ``self_lr`` for the others."""
     if policy == "auto":
@@ -172,25 +180,26 @@ def _reference_array(item: DatasetItem, policy: str, dataset: str, spec: Protoco
         if missing:
             raise UserError(f"{dataset}/{item.name}: {policy} needs references 1-5; missing {missing}")
         return STITCH_RECIPES[policy]([_read(refs[k], spec) for k in "12345"])
-    if policy == "manifest":
-        if not item.candidates:
+    if policy == "manifest" or policy.startswith("draw:"):
+        paths = [c for c in item.candidates if isinstance(c, Path)]
+        if not paths:
             raise UserError(
                 f"{dataset}/{item.name}: no reference images found (expected "
                 f"Sun_Hays_SR_scenematches/{item.name}.jpg/*.jpg); add them or use --ref-policy self_lr"
             )
+        if policy.startswith("draw:"):
+            return _read(seeded_choice(item.name, paths, _draw_seed(policy)), spec)
         chosen_name = read_manifest(dataset).get(item.name)
-        paths = [c for c in item.candidates if isinstance(c, Path)]
-        if chosen_name:
-            chosen = next((p for p in paths if p.name == chosen_name), None)
-        else:
-            chosen = seeded_choice(item.name, paths)
+        if not chosen_name:
+            return _read(seeded_choice(item.name, paths), spec)
+        chosen = next((p for p in paths if p.name == chosen_name), None)
         if chosen is None:
             raise UserError(
                 f"{dataset}/{item.name}: manifest reference {chosen_name} not found among the scene matches"
             )
         return _read(chosen, spec)
     raise UserError(
-        f"unknown reference policy {policy!r}; valid: none, pair, self_lr, manifest, level:1..5, "
+        f"unknown reference policy {policy!r}; valid: none, pair, self_lr, manifest, draw:SEED, level:1..5, "
         f"{', '.join(STITCH_RECIPES)}"
     )
 

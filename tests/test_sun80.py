@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import zlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from bench.cli import main
 from bench.manifests import write_manifest
+from bench.records import read_records
+from methods.bicubic import bicubic
+from methods.registry import register
 from protocols import pipeline
 from protocols.datasets import load_items
 from protocols.pipeline import _reference_array
@@ -87,3 +92,38 @@ def test_missing_scene_matches_need_self_lr(tmp_path: Path, capsys: pytest.Captu
         ]
     )
     assert status == 0
+
+
+def _ref_height_probe(*, scale: int = 4, device: str = "cpu"):  # type: ignore[no-untyped-def]
+    """Pillow bicubic brightened by (reference height - 40) levels, so each draw's choice shows in the metrics."""
+    method = bicubic(scale=scale)
+    method.info = dataclasses.replace(method.info, name="ref_height_probe", inputs=("lr", "ref"))
+    upsample = method.predict
+
+    def predict(lr, ref=None, ref_lr=None):  # type: ignore[no-untyped-def]
+        return (upsample(lr) + (ref.shape[2] - 40) / 255.0).clamp(0, 1)
+
+    method.predict = predict  # type: ignore[method-assign]
+    return method
+
+
+def test_reference_draws_report_mean_and_std(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_replica(tmp_path)
+    register("ref_height_probe", _ref_height_probe)
+    out = tmp_path / "run"
+    argv = ["run", "-p", "sun80", "-m", "ref_height_probe", "--level", "draws:3", "--data", str(tmp_path)]
+    assert main([*argv, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    frame = pd.DataFrame([r.__dict__ for r in read_records(out / "records.csv")])
+    assert sorted(frame["level"].unique()) == ["draw:0", "draw:1", "draw:2"]
+    # each draw used the reference the documented rule picks for that seed
+    for item in load_items("sun80", tmp_path):
+        for seed in range(3):
+            ref = _reference_array(item, f"draw:{seed}", "sun80", get_preset("refsr"))
+            assert ref is not None and ref.shape[0] == 40 + expected_match_index(item.name, seed, 5)
+    psnr = frame[frame["metric"] == "psnr_y"].groupby("level")["value"].mean().to_numpy()
+    assert psnr.std() > 0  # the draws differ, so the spread is informative
+    assert f"ref_height_probe psnr_y: {psnr.mean():.4f} ± {psnr.std(ddof=1):.4f} (3 draws)" in printed
+    bad_level = ["run", "-p", "sun80", "-m", "ref_height_probe", "--level", "draws:x", "--out", str(out)]
+    assert main([*bad_level, "--data", str(tmp_path)]) == 2
+    assert "draws:K" in capsys.readouterr().err
