@@ -640,3 +640,6 @@ def dense_sift_blurry(*, scale: int = 4, device: str = "cpu") -> ClassicalMatche
 def patchmatch(*, scale: int = 4, device: str = "cpu") -> ClassicalMatcher:
     """Randomized PatchMatch (seed 0) of the bicubic-upsampled LR against the sharp reference."""
     return build_matcher("patchmatch", scale=scale, device=device)
+
+
+MATCHER_NAMES: tuple[str, ...] = ("zncc", "zncc_blurry", "dense_sift", "dense_sift_blurry", "patchmatch")

@@ -37,6 +37,7 @@ from bench.cost import (
     time_forward,
 )
 from methods import registry
+from methods.classical import MATCHER_NAMES
 from protocols.core import UserError
 
 G = 1e9
@@ -539,10 +540,7 @@ def _create(name: str) -> Any:
 def _traced(name: str, lr: int, ref: int) -> tuple[Any, TraceCost, ParamCount]:
     """One trace per (method, size) for the whole session; the module is released afterwards."""
     method = _create(name)
-    try:
-        module, inputs = method.cost_graph((lr, lr), (ref, ref))
-    except UserError as error:  # classical matchers have no network
-        pytest.skip(f"{name}: {error}")
+    module, inputs = method.cost_graph((lr, lr), (ref, ref))
     trace = analyze_trace(module.eval(), inputs)
     params = count_params(module, method.info.parts, trace.used_param_ids)
     return method.info, trace, params
@@ -565,15 +563,24 @@ def _params(names: list[str], heavy: frozenset[str]) -> list[Any]:
     return [pytest.param(n, marks=pytest.mark.slow) if n in heavy else n for n in names]
 
 
-@pytest.mark.parametrize("name", _params(registry.list_methods(), HEAVY_AT_SMALL_SIZE))
-def test_every_registered_method_costs_at_a_small_size(name: str) -> None:
+NETWORKS = [name for name in registry.list_methods() if name not in MATCHER_NAMES]
+
+
+@pytest.mark.parametrize("name", _params(NETWORKS, HEAVY_AT_SMALL_SIZE))
+def test_every_registered_network_costs_at_a_small_size(name: str) -> None:
     _check_method_cost(name, 16, 64)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", registry.list_methods())
-def test_every_registered_method_costs_at_the_benchmark_setting(name: str) -> None:
+@pytest.mark.parametrize("name", NETWORKS)
+def test_every_registered_network_costs_at_the_benchmark_setting(name: str) -> None:
     _check_method_cost(name, 128, 512)
+
+
+@pytest.mark.parametrize("name", MATCHER_NAMES)
+def test_classical_matchers_say_they_have_no_cost_graph(name: str) -> None:
+    with pytest.raises(UserError, match="not a network"):
+        registry.create(name, scale=4).cost_graph((16, 16), (64, 64))
 
 
 # --------------------------------------------------------------------------------------------------
