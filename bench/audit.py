@@ -15,7 +15,7 @@ from bench.runner import RunConfig, run
 from methods.registry import create, resolve
 from protocols.core import UserError
 from protocols.datasets import get_dataset
-from protocols.spec import PRESETS, ProtocolSpec
+from protocols.spec import PRESETS, ProtocolSpec, get_preset
 
 SUITE_DEFAULT = "refsr"
 
@@ -57,6 +57,11 @@ def audit(
     (method,) = resolve([method])
     specs = applicable_presets(method, dataset)
     if presets:
+        for name in presets:
+            get_preset(name)  # an unknown name lists the valid ones
+        skipped = sorted(set(presets) - {s.name for s in specs})
+        if skipped:
+            raise UserError(f"preset(s) {', '.join(skipped)} do not apply to {method} on {dataset}")
         specs = [s for s in specs if s.name in presets]
     if not specs:
         raise UserError(f"no preset applies to {method} on {dataset}")

@@ -233,24 +233,3 @@ def run_cost(args: argparse.Namespace) -> int:
         print(f"error: cost failed for {', '.join(sorted(set(failures)))} (details in run.json)", file=sys.stderr)
         return 1
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry, ``python -m bench.cost_cli [--plugin FILE] cost ...`` (same as ``refsr-bench cost``)."""
-    from methods.registry import load_plugin
-
-    parser = argparse.ArgumentParser(prog="refsr-bench")
-    parser.add_argument("--plugin", action="append", default=[], help="a Python file that registers your own method")
-    add_subcommand(parser.add_subparsers(dest="verb", required=True))
-    args = parser.parse_args(argv)
-    try:
-        for plugin in args.plugin:
-            load_plugin(plugin)
-        return int(args.handler(args))
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -83,13 +83,13 @@ def level_policies(levels: str | None) -> tuple[str, ...]:
         part = part.strip()
         if part in "12345" and len(part) == 1:
             policies.append(f"level:{part}")
-        elif part.startswith(("stitch5_", "level:", "draw:")):
+        elif part.startswith(("stitch5_", "level:")) or (part.startswith("draw:") and part[5:].isdigit()):
             policies.append(part)
         elif part.startswith("draws:") and part[6:].isdigit() and int(part[6:]) > 0:
             policies += [f"draw:{k}" for k in range(int(part[6:]))]
         else:
             raise UserError(
-                f"--level {part!r}: use 1..5, all, stitch5_masa / stitch5_zero500_topleft, or draws:K"
+                f"--level {part!r}: use 1..5, all, stitch5_masa / stitch5_zero500_topleft, draws:K or draw:SEED"
             )
     return tuple(policies)
 

@@ -21,7 +21,6 @@ offset layout (per group, per tap, (dy, dx)) unchanged.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from torch import nn
 from torchvision.ops import deform_conv2d
 
 from methods.base import MethodInfo, WeightFile, check_image_tensor, load_state_dict_strict, read_checkpoint
-from methods.blocks import ResidualBlock, conv3x3
+from methods.blocks import ResidualBlock, conv3x3, named_vgg19_features, vgg19_layer_names
 from protocols.core import Correspondence, UserError
 from protocols.resize import pil_bicubic
 
@@ -64,26 +63,6 @@ REF_POLICIES: dict[str, str] = {
 # (A) contrastive correspondence network and (B)'s frozen VGG19: the same VGG trunk up to conv3_1
 
 
-def _vgg_trunk(with_relu3_1: bool) -> nn.Sequential:
-    """torchvision VGG16/VGG19 ``features`` up to conv3_1 (both nets are identical there), with the
-    layer names the official checkpoints use."""
-    layers: OrderedDict[str, nn.Module] = OrderedDict()
-    layers["conv1_1"] = nn.Conv2d(3, 64, 3, padding=1)
-    layers["relu1_1"] = nn.ReLU()
-    layers["conv1_2"] = nn.Conv2d(64, 64, 3, padding=1)
-    layers["relu1_2"] = nn.ReLU()
-    layers["pool1"] = nn.MaxPool2d(kernel_size=2, stride=2)
-    layers["conv2_1"] = nn.Conv2d(64, 128, 3, padding=1)
-    layers["relu2_1"] = nn.ReLU()
-    layers["conv2_2"] = nn.Conv2d(128, 128, 3, padding=1)
-    layers["relu2_2"] = nn.ReLU()
-    layers["pool2"] = nn.MaxPool2d(kernel_size=2, stride=2)
-    layers["conv3_1"] = nn.Conv2d(128, 256, 3, padding=1)
-    if with_relu3_1:
-        layers["relu3_1"] = nn.ReLU()
-    return nn.Sequential(layers)
-
-
 def _imagenet_buffers(module: nn.Module) -> None:
     # Registered as (persistent) buffers because the official checkpoints store them.
     module.register_buffer("mean", torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1))
@@ -102,7 +81,7 @@ class ContrasExtractorLayer(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         _imagenet_buffers(self)
-        self.model = _vgg_trunk(with_relu3_1=False)
+        self.model = named_vgg19_features("conv3_1")
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.model((image - self.mean) / self.std)
@@ -137,7 +116,7 @@ class VGGFeatureExtractor(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         _imagenet_buffers(self)
-        self.vgg_net = _vgg_trunk(with_relu3_1=True)
+        self.vgg_net = named_vgg19_features("relu3_1")
         for parameter in self.vgg_net.parameters():
             parameter.requires_grad_(False)
 
@@ -445,8 +424,10 @@ _RESTORATION_FILES = {
     "rec": "c2_matching_restoration_mse.pth",
     "gan": "c2_matching_restoration.pth",
 }
-# torchvision vgg19 ``features`` indices of the five convolutions up to conv3_1.
-_TORCHVISION_VGG_INDEX = {"conv1_1": 0, "conv1_2": 2, "conv2_1": 5, "conv2_2": 7, "conv3_1": 10}
+# torchvision vgg19 ``features`` indices of the five convolutions up to conv3_1 (0, 2, 5, 7, 10).
+_TORCHVISION_VGG_INDEX = {
+    name: index for index, name in enumerate(vgg19_layer_names()[:11]) if name.startswith("conv")
+}
 
 
 def _vgg_trunk_state(state: Mapping[str, torch.Tensor], source: Path) -> dict[str, torch.Tensor]:

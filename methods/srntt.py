@@ -19,7 +19,6 @@ and ``texture_transfer.*``; the VGG (``vgg.*`` here) comes from the torchvision 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.base import MethodInfo, WeightFile, check_image_tensor, load_state_dict_strict, read_checkpoint
+from methods.blocks import named_vgg19_features, vgg19_layer_names
 from protocols.core import Correspondence, UserError
 from protocols.resize import pil_bicubic
 
@@ -43,21 +43,9 @@ SWAP_LAYERS: tuple[tuple[str, int], ...] = (("relu3_1", 1), ("relu2_1", 2), ("re
 # Measured (CPU, LR 16², Ref 2560×512, C = 256, weights on): +250 MiB peak vs +1.5 GiB unchunked, same time.
 DEFAULT_CHUNK_ELEMENTS = 1 << 24
 
-# torchvision VGG19 ``features``: (channels, convolutions) per block, each block ends in a 2×2 max-pool.
-_VGG19_BLOCKS: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
 _VGG_LAST_LAYER = "relu3_1"  # the port stops the VGG at the last requested layer
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
-
-
-def _vgg19_layer_names() -> list[str]:
-    """Layer names of torchvision's VGG19 ``features`` in order, as the port's ``VGG`` renames them."""
-    names: list[str] = []
-    for block, (_, n_convs) in enumerate(_VGG19_BLOCKS, start=1):
-        for conv in range(1, n_convs + 1):
-            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
-        names.append(f"pool{block}")
-    return names
 
 
 class VGG(nn.Module):
@@ -74,19 +62,7 @@ class VGG(nn.Module):
         super().__init__()
         self.register_buffer("vgg_mean", torch.tensor(IMAGENET_MEAN_RGB).view(3, 1, 1))
         self.register_buffer("vgg_std", torch.tensor(IMAGENET_STD_RGB).view(3, 1, 1))
-        layers: OrderedDict[str, nn.Module] = OrderedDict()
-        in_channels = 3
-        channels_of_block = {block: ch for block, (ch, _) in enumerate(_VGG19_BLOCKS, start=1)}
-        for name in _vgg19_layer_names():
-            if name.startswith("conv"):
-                out_channels = channels_of_block[int(name[4])]
-                layers[name] = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-                in_channels = out_channels
-            elif name.startswith("relu"):
-                layers[name] = nn.ReLU()
-            else:
-                layers[name] = nn.MaxPool2d(2, 2)
-        self.net = nn.Sequential(layers)
+        self.net = named_vgg19_features()
         self.requires_grad_(False)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -117,7 +93,7 @@ def vgg_state_from_checkpoint(state: Mapping[str, torch.Tensor]) -> dict[str, to
             "the VGG checkpoint has neither torchvision keys (features.N.weight) nor the port's VGG keys "
             f"(vgg_mean, net.conv1_1.weight); first keys: {list(state)[:6]}"
         )
-    conv_of_index = {str(i): name for i, name in enumerate(_vgg19_layer_names()) if name.startswith("conv")}
+    conv_of_index = {str(i): name for i, name in enumerate(vgg19_layer_names()) if name.startswith("conv")}
     converted: dict[str, torch.Tensor] = {
         "vgg_mean": torch.tensor(IMAGENET_MEAN_RGB).view(3, 1, 1),
         "vgg_std": torch.tensor(IMAGENET_STD_RGB).view(3, 1, 1),

@@ -134,7 +134,11 @@ def read_manifest(dataset: str) -> dict[str, str]:
     if not path.is_file():
         return {}
     with open(path, newline="") as handle:
-        return {row["image"]: row["reference"] for row in csv.DictReader(handle)}
+        reader = csv.DictReader(handle)
+        if not {"image", "reference"} <= set(reader.fieldnames or ()):
+            raise UserError(f"{path}: a manifest needs the columns image,reference; regenerate it with "
+                            f"`refsr-bench manifest {dataset}`")
+        return {row["image"]: row["reference"] for row in reader}
 
 
 def seeded_choice(image_name: str, candidates: list[Path], seed: int = 0) -> Path:

@@ -194,12 +194,7 @@ PRESETS: dict[str, ProtocolSpec] = {
             description="SSEN paper (no code): each CUFED5 level separately, Y; mod-crop, Pillow and crop 0 assumed.",
             source="SSEN CVPR 2020 Tables 1 and 3; protocols.md §4 (partly inferred)",
             status="partly inferred",
-            reference_policy_by_dataset=(
-                ("cufed5", "level:1"),
-                ("urban100", "self_lr"),
-                ("set5", "self_lr"),
-                ("set14", "self_lr"),
-            ),
+            reference_policy_by_dataset=(("cufed5", "level:1"), ("urban100", "self_lr"), *_SISR_SETS_SELF),
         ),
         ProtocolSpec(
             name="ssen2020_sisr",

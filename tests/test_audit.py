@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from bench.audit import applicable_presets, audit, audit_table
+from bench.cli import main
 from bench.records import read_records
 from reports.cli import render_report
 
@@ -44,3 +45,11 @@ def test_committed_audit_renders(tmp_path: Path) -> None:
         table = (tmp_path / "tables" / f"audit_{method}_{dataset}.tex").read_text()
         assert "refsr" in table and "srntt\\_port" in table
     assert "Protocol audit: carn_m on WR-SR" in (tmp_path / "index.html").read_text()
+
+
+def test_audit_names_unknown_and_inapplicable_presets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["audit", "-m", "carn_m", "-d", "set5", "--data", str(tmp_path), "--out", str(tmp_path / "out")]
+    assert main([*base, "--presets", "refsr", "nosuch"]) == 2
+    assert "unknown preset 'nosuch'; valid: " in capsys.readouterr().err
+    assert main([*base, "--presets", "refsr", "ccnet2017"]) == 2  # x8 only; carn_m here is x4
+    assert "ccnet2017 do not apply to carn_m on set5" in capsys.readouterr().err

@@ -127,3 +127,12 @@ def test_reference_draws_report_mean_and_std(tmp_path: Path, capsys: pytest.Capt
     bad_level = ["run", "-p", "sun80", "-m", "ref_height_probe", "--level", "draws:x", "--out", str(out)]
     assert main([*bad_level, "--data", str(tmp_path)]) == 2
     assert "draws:K" in capsys.readouterr().err
+    bad_seed = ["run", "-p", "sun80", "-m", "bicubic", "--level", "draw:abc", "--out", str(out)]
+    assert main([*bad_seed, "--data", str(tmp_path)]) == 2
+    assert "draw:SEED" in capsys.readouterr().err
+    (tmp_path / "committed").mkdir(exist_ok=True)
+    (tmp_path / "committed" / "sun80.csv").write_text("name,ref\nabbey_sun_x,match_00.jpg\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "MANIFEST_DIR", tmp_path / "committed")
+        assert main(["run", "-p", "sun80", "-m", "bicubic", "--data", str(tmp_path), "--out", str(out / "m")]) == 2
+    assert "needs the columns image,reference" in capsys.readouterr().err
