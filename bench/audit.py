@@ -12,7 +12,7 @@ import torch
 
 from bench.records import Record
 from bench.runner import RunConfig, run
-from methods.registry import create, resolve
+from methods.registry import card, resolve
 from protocols.core import UserError
 from protocols.datasets import get_dataset
 from protocols.spec import PRESETS, ProtocolSpec, get_preset
@@ -22,17 +22,13 @@ SUITE_DEFAULT = "refsr"
 
 def applicable_presets(method_name: str, dataset: str) -> list[ProtocolSpec]:
     """Presets the method can run under on this dataset (scale supported; a reference where needed)."""
-    specs = []
-    for spec in PRESETS.values():
-        try:
-            method = create(method_name, scale=spec.scale)
-        except UserError:
-            continue
-        policy = spec.reference_policy_for(dataset)
-        if method.info.needs_reference and policy == "none":
-            continue
-        specs.append(spec)
-    return specs
+    method_card = card(method_name)
+    return [
+        spec
+        for spec in PRESETS.values()
+        if method_card.supports(spec.scale)
+        and not (method_card.needs_reference and spec.reference_policy_for(dataset) == "none")
+    ]
 
 
 def audit_table(records: list[Record]) -> pd.DataFrame:

@@ -1,28 +1,34 @@
 """``refsr-bench`` command line. Every verb lives in a small function; user errors print one clear
-message (no traceback) and exit with status 2."""
+message (no traceback) and exit with status 2.
+
+Start-up is cheap: the verbs defined here import their work lazily, and the verbs of other modules are
+listed in ``VERB_MODULES`` (name -> module, one-line help); a verb's module is imported only when that
+verb is the one being run, so ``--help``, ``list`` and ``weights list`` never load torch.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from protocols.core import UserError
+from protocols.errors import UserError
 
-# Verbs contributed by other modules (each defines ``add_subcommand(subparsers)``).
-_VERB_MODULES = (
-    "bench.match_cli",
-    "bench.cost_cli",
-    "bench.gate",
-    "bench.audit",
-    "bench.jobs",
-    "bench.manifests",
-    "reports.cli",
-    "bench.demo",
-)
+# Verbs contributed by other modules (each defines ``add_subcommand(subparsers)``): verb -> (module, help).
+VERB_MODULES: dict[str, tuple[str, str]] = {
+    "match": ("bench.match_cli", "matching accuracy (fraction within 0..7 px) of matchers on Sintel / HCI / demos"),
+    "cost": ("bench.cost_cli", "parameters, MACs (GMACs), latency and peak memory of methods"),
+    "gate": ("bench.gate", "compare a run with golden values; exit 1 on drift"),
+    "accept": ("bench.gate", "write golden values from a run (explicit request only)"),
+    "audit": ("bench.audit", "one method under every applicable preset (protocol audit table)"),
+    "dataset-job": ("bench.jobs", "run + gate + report for one dataset (tox -e DATASET)"),
+    "manifest": ("bench.manifests", "draw and commit the random references (Sun80, Manga109)"),
+    "report": ("reports.cli", "HTML page, LaTeX tables and plots from run folders"),
+    "demo": ("bench.demo", "the main job: embedded data, cost table, HTML report (offline)"),
+}
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -74,48 +80,154 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, sort_keys=False))
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     if args.what == "methods":
-        from methods.registry import list_methods
-
-        print("\n".join(list_methods(args.pattern)))
-    elif args.what == "protocols":
-        from protocols.datasets import DATASETS
-        from protocols.spec import PRESETS, list_presets
-
-        print("datasets (use -p DATASET[:PRESET]):")
-        for name, dataset in sorted(DATASETS.items()):
-            print(f"  {name:16s} {dataset.layout}")
-        print("presets:")
-        for name in list_presets(args.pattern):
-            print(f"  {name:16s} {PRESETS[name].description}")
+        _list_methods(args.pattern, args.weights, args.json)
+    else:
+        _list_protocols(args.pattern, args.json)
     return 0
 
 
+def _list_methods(pattern: str, weights: str | None, as_json: bool) -> None:
+    from bench.weights import weight_status, weights_dir
+    from methods.registry import cards
+
+    folder = weights_dir(weights)
+    rows = [
+        {
+            "name": c.name,
+            "aliases": list(c.aliases),
+            "task": c.task,
+            "scales": c.scales_text(),
+            "weights": weight_status(c, folder),
+            "paper": c.paper,
+            "title": c.title,
+        }
+        for c in cards(pattern)
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        print(f"no method matches {pattern!r}")
+        return
+    print(f"{'name':18s} {'aliases':12s} {'task':8s} {'scales':10s} {'weights':10s} paper")
+    for row in rows:
+        aliases = ",".join(row["aliases"]) or "-"  # type: ignore[arg-type]
+        print(f"{row['name']:18s} {aliases:12s} {row['task']:8s} {row['scales']:10s} {row['weights']:10s} "
+              f"{row['paper']}: {row['title']}")
+    print(f"weights: installed (in {folder}) / fetchable (`refsr-bench weights fetch NAME`) / "
+          "manual (download by hand, see `weights fetch NAME`) / none (no official checkpoint)")
+
+
+def _dataset_rows() -> list[dict[str, str]]:
+    """Every dataset of the dataset registry; matching datasets from ``protocols.matching`` where the
+    registry does not hold them yet (that import loads torch)."""
+    from protocols.datasets import DATASETS
+
+    rows = [
+        {"name": name, "kind": str(getattr(d, "kind", "quality")), "layout": d.layout}
+        for name, d in sorted(DATASETS.items())
+    ]
+    if not any(row["kind"] == "matching" for row in rows):
+        from protocols.matching import DATASETS as MATCHING_DATASETS
+
+        known = {row["name"] for row in rows}
+        rows += [
+            {"name": name, "kind": "matching", "layout": "see `refsr-bench match --help`"}
+            for name in MATCHING_DATASETS
+            if name not in known
+        ]
+    return rows
+
+
+def _list_protocols(pattern: str, as_json: bool) -> None:
+    import fnmatch
+
+    from protocols.spec import PRESETS, list_presets
+
+    datasets = [row for row in _dataset_rows() if fnmatch.fnmatchcase(row["name"], pattern)]
+    presets = [{"name": name, "description": PRESETS[name].description} for name in list_presets(pattern)]
+    if as_json:
+        _print_json({"datasets": datasets, "presets": presets})
+        return
+    print("datasets (run -p DATASET[:PRESET]; matching datasets: match -d DATASET):")
+    for row in datasets:
+        print(f"  {row['name']:16s} {row['kind']:9s} {row['layout']}")
+    print("presets:")
+    for preset in presets:
+        print(f"  {preset['name']:16s} {preset['description']}")
+
+
 def _cmd_weights(args: argparse.Namespace) -> int:
-    from bench.weights import all_weight_entries, fetch, weights_dir
+    from bench.weights import all_weight_entries, fetch, recorded_hashes, weights_dir
 
     folder = weights_dir(args.weights)
     if args.action == "list":
+        recorded = recorded_hashes(folder)
+        rows = [
+            {
+                "method": entry.method,
+                "file": entry.file.file_name,
+                "installed": (folder / entry.file.file_name).is_file(),
+                "sha256": entry.file.sha256 or recorded.get(entry.file.file_name),
+                "sha256_pinned": entry.file.sha256 is not None,
+                "source": entry.file.source,
+                "url": entry.file.url,
+                "license": entry.file.license,
+            }
+            for entry in all_weight_entries()
+        ]
+        if args.json:
+            _print_json({"folder": str(folder), "files": rows})
+            return 0
         print(f"weights folder: {folder} (set REFSR_WEIGHTS to change)")
-        for entry in all_weight_entries():
-            present = "installed" if (folder / entry.file.file_name).is_file() else "missing"
-            print(
-                f"  {entry.method:18s} {entry.file.file_name:32s} {present:9s} sha256={entry.file.sha256 or 'unknown'}"
-                f"  {entry.file.license}  {entry.file.url}"
-            )
+        for row in rows:
+            present = "installed" if row["installed"] else "missing"
+            sha = row["sha256"] or "unknown"
+            sha = sha if row["sha256_pinned"] or sha == "unknown" else f"{sha} (recorded)"
+            print(f"  {row['method']:18s} {row['file']:32s} {present:9s} {row['source']:6s} sha256={sha}"
+                  f"  {row['license']}  {row['url']}")
         return 0
     if not args.name:
-        raise UserError("weights fetch needs a method or file name, e.g. `refsr-bench weights fetch masa_rec`")
+        raise UserError("weights fetch needs a method or file name, e.g. `refsr-bench weights fetch carn_m`")
     for path in fetch(args.name, folder):
         print(f"ok: {path}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("refsr-bench")
+    except PackageNotFoundError:
+        return "unknown (not installed; run `python3 -m pip install -e .`)"
+
+
+def _verb_of(argv: Sequence[str]) -> str | None:
+    """The verb in ``argv`` (the first word that is not an option or the value of ``--plugin``)."""
+    skip_next = False
+    for item in argv:
+        if skip_next:
+            skip_next = False
+        elif item == "--plugin":
+            skip_next = True
+        elif not item.startswith("-"):
+            return item
+    return None
+
+
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; only ``verb``'s module (if it is one of ``VERB_MODULES``) is imported."""
     parser = argparse.ArgumentParser(
         prog="refsr-bench", description="Reference-based SR benchmark and reproducibility suite"
     )
+    parser.add_argument("--version", action="version", version=f"refsr-bench {_version()}")
     parser.add_argument("--plugin", action="append", default=[], help="a Python file that registers your own method")
     sub = parser.add_subparsers(dest="verb", required=True)
 
@@ -147,25 +259,29 @@ def build_parser() -> argparse.ArgumentParser:
     list_parser = sub.add_parser("list", help="list registered methods or protocols")
     list_parser.add_argument("what", choices=["methods", "protocols"])
     list_parser.add_argument("pattern", nargs="?", default="*")
+    list_parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    list_parser.add_argument("--weights", help="weights folder for the weight status (default: $REFSR_WEIGHTS)")
     list_parser.set_defaults(handler=_cmd_list)
 
     weights_parser = sub.add_parser("weights", help="list or explicitly download official checkpoints")
     weights_parser.add_argument("action", choices=["list", "fetch"])
     weights_parser.add_argument("name", nargs="?")
     weights_parser.add_argument("--weights", help="weights folder (default: $REFSR_WEIGHTS)")
+    weights_parser.add_argument("--json", action="store_true", help="print JSON for scripts (list)")
     weights_parser.set_defaults(handler=_cmd_weights)
 
-    for module_name in _VERB_MODULES:
-        if importlib.util.find_spec(module_name) is not None:
-            module = importlib.import_module(module_name)
-            if hasattr(module, "add_subcommand"):
-                module.add_subcommand(sub)
+    if verb in VERB_MODULES:
+        importlib.import_module(VERB_MODULES[verb][0]).add_subcommand(sub)
+    for name, (_, summary) in VERB_MODULES.items():
+        if name not in sub.choices:  # a placeholder: its module is imported when the verb is run
+            sub.add_parser(name, help=summary, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        parser = build_parser()
+        argv = list(sys.argv[1:] if argv is None else argv)
+        parser = build_parser(_verb_of(argv))
         args = parser.parse_args(argv)
         if args.plugin:
             from methods.registry import load_plugin

@@ -13,8 +13,8 @@ import argparse
 from pathlib import Path
 
 from bench.runner import RunConfig, run
-from bench.weights import try_load, weights_dir
-from methods.registry import create, list_methods
+from bench.weights import weight_status, weights_dir
+from methods.registry import cards
 from protocols.core import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,17 +24,9 @@ DEMO_DATASETS = ("demo_stereo", "demo_homography")
 
 def offline_methods(weights: str | None) -> tuple[list[str], list[str]]:
     """(SR methods runnable with real weights, matchers) among the registered methods."""
-    sr, matchers = [], []
-    for name in list_methods():
-        try:
-            method = create(name)
-        except UserError:
-            continue
-        if method.info.task == "matching":
-            matchers.append(name)
-        elif try_load(method, weights_dir(weights)) is None:
-            sr.append(name)
-    return sr, matchers
+    folder = weights_dir(weights)
+    sr = [c.name for c in cards() if c.task != "matcher" and (not c.trained or weight_status(c, folder) == "installed")]
+    return sr, [c.name for c in cards() if c.task == "matcher"]
 
 
 def demo(out_dir: Path, weights: str | None, cost_lr: str, cost_ref: str) -> Path:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from bench import provenance
 from bench.records import Record, RecordAppender, read_records, write_records
-from bench.weights import try_load, weights_dir
+from bench.weights import try_load, weight_file_for, weights_dir
 from methods.base import Method, sha256_of
 from methods.registry import create, resolve
 from protocols.core import Sample, UserError
@@ -111,8 +111,8 @@ def _save_png(path: Path, image: torch.Tensor) -> None:
 def _prepare_method(name: str, spec: ProtocolSpec, config: RunConfig) -> tuple[Method, str]:
     """Create the method and load weights; returns (method, name used in the records)."""
     method = create(name, scale=spec.scale, device=config.device)
-    if config.weights and Path(config.weights).is_file():
-        method.load_weights(config.weights)
+    if explicit_file := weight_file_for(config.weights, config.methods, name):  # --weights FILE / METHOD=FILE
+        method.load_weights(explicit_file)
         return method, name
     problem = try_load(method, weights_dir(config.weights))
     if problem is None:

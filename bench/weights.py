@@ -1,27 +1,109 @@
-"""Where official checkpoints live, and the one explicit verb that downloads them.
+"""Where official checkpoints live, the ``--weights`` option, and the one explicit verb that downloads them.
 
 Weights are never downloaded implicitly. ``REFSR_WEIGHTS`` (default ``~/.cache/refsr-bench/weights``)
-is a folder holding the official file names; users may fill it by hand.
+is a folder holding the official file names; users may fill it by hand. Facts come from the method cards
+(``methods.cards``): listing weights builds no network. ``fetch`` downloads into a private staging folder
+beside the target and moves the file into place only after it is verified (sha256 where the card knows
+it; otherwise a ``weights_only`` load that fills the method's layout strictly), so no partial, 0-byte or
+unverified file is ever left under an official name. The sha256 of a file verified by layout is printed
+and recorded in ``sha256.json`` in the weights folder so the user can pin it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import http.client
+import importlib
+import json
 import os
 import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from methods.base import Method, WeightFile, sha256_of
-from methods.registry import create, list_methods
-from protocols.core import UserError
+from methods.cards import MethodCard, WeightFile
+from methods.registry import card, cards, create, resolve
+from protocols.errors import UserError
+
+if TYPE_CHECKING:
+    from methods.base import Method
+
+RECORDED_HASHES = "sha256.json"  # file name -> sha256 of files verified by layout, in the weights folder
+_CHUNK_BYTES = 1 << 20
+_HTML_MARKERS = (b"<!doctype html", b"<html", b"<head", b"<body")
 
 
-def weights_dir(explicit: str | Path | None = None) -> Path:
-    value = explicit or os.environ.get("REFSR_WEIGHTS")
+def _is_folder_value(value: str | Path) -> bool:
+    text = str(value)
+    return not ("=" in text and not Path(text).exists()) and not Path(text).is_file()
+
+
+def weights_dir(explicit: str | Path | Sequence[str] | None = None) -> Path:
+    """The weights folder: ``explicit`` when it names a folder, else ``$REFSR_WEIGHTS``, else the cache.
+
+    ``explicit`` may also be a ``--weights`` value naming checkpoint files (``FILE`` or ``METHOD=FILE``,
+    or a list of them); those are not folders, so the default folder is used for every other file."""
+    values = [explicit] if isinstance(explicit, (str, Path)) else list(explicit or [])
+    folders = [v for v in values if v and _is_folder_value(v)]
+    value = folders[0] if folders else os.environ.get("REFSR_WEIGHTS")
     return Path(value).expanduser() if value else Path.home() / ".cache" / "refsr-bench" / "weights"
+
+
+# ---------------------------------------------------------------------------------------------------
+# the --weights option
+
+
+@dataclass(frozen=True)
+class WeightsOption:
+    """A parsed ``--weights``: a folder (None = ``$REFSR_WEIGHTS``/default) and explicit files per method."""
+
+    folder: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def parse_weights_option(values: str | Sequence[str] | None, methods: Sequence[str]) -> WeightsOption:
+    """Parse ``--weights`` values against the selected ``methods`` (names, aliases or patterns).
+
+    Each value is a folder, ``METHOD=FILE``, or a bare ``FILE``; a bare file is allowed only when exactly
+    one method is selected (otherwise which method it belongs to is ambiguous: a UserError says so)."""
+    items = [values] if isinstance(values, str) else list(values or [])
+    names = resolve(list(methods)) if methods else []
+    folder: str | None = None
+    files: dict[str, str] = {}
+    for item in items:
+        if "=" in item and not Path(item).exists():
+            method_text, file_text = item.split("=", 1)
+            method = card(method_text).name
+            if method not in names:
+                raise UserError(f"--weights {item}: {method} is not among the selected methods ({', '.join(names)})")
+            if not Path(file_text).is_file():
+                raise UserError(f"--weights {item}: checkpoint file not found: {file_text}")
+            files[method] = file_text
+        elif Path(item).is_file():
+            if len(names) != 1:
+                raise UserError(
+                    f"--weights {item} is one checkpoint file but {len(names)} methods are selected "
+                    f"({', '.join(names)}); select one method with -m, or write --weights METHOD={item}"
+                )
+            files[names[0]] = item
+        elif folder is None:
+            folder = item
+        else:
+            raise UserError(f"--weights names two folders ({folder}, {item}); give one folder")
+    return WeightsOption(folder, files)
+
+
+def weight_file_for(values: str | Sequence[str] | None, methods: Sequence[str], method: str) -> str | None:
+    """The checkpoint file ``--weights`` names for ``method`` (None: use the weights folder)."""
+    return parse_weights_option(values, methods).files.get(method)
+
+
+# ---------------------------------------------------------------------------------------------------
+# listing
 
 
 @dataclass(frozen=True)
@@ -31,14 +113,31 @@ class WeightEntry:
 
 
 def all_weight_entries() -> list[WeightEntry]:
-    entries = []
-    for name in list_methods():
-        try:
-            method = create(name)  # each factory's own default scale
-        except UserError:
-            continue
-        entries += [WeightEntry(name, f) for f in method.info.weights]
-    return entries
+    """Every official weight file of every registered method, from the cards (no network is built)."""
+    return [WeightEntry(c.name, f) for c in cards() for f in c.weights]
+
+
+def recorded_hashes(folder: Path) -> dict[str, str]:
+    """``sha256.json`` of ``folder``: file name -> sha256 recorded when ``fetch`` verified a file by layout."""
+    path = folder / RECORDED_HASHES
+    if not path.is_file():
+        return {}
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(f"{path} is not valid JSON ({error}); delete it or fix it") from error
+    return {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+
+
+def weight_status(method_card: MethodCard, folder: Path) -> str:
+    """``installed`` (every file present), ``fetchable`` (``weights fetch`` can download what is missing),
+    ``manual`` (some missing file has no direct link: download it by hand) or ``none`` (no official weights)."""
+    if not method_card.weights:
+        return "none"
+    missing = [f for f in method_card.weights if not (folder / f.file_name).is_file()]
+    if not missing:
+        return "installed"
+    return "manual" if any(f.source == "manual" for f in missing) else "fetchable"
 
 
 def missing_files(method: Method, folder: Path) -> list[str]:
@@ -61,34 +160,163 @@ def try_load(method: Method, folder: Path) -> str | None:
     return None
 
 
+# ---------------------------------------------------------------------------------------------------
+# fetching
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _download_https(url: str, part: Path) -> None:
+    """Stream ``url`` into ``part`` with a progress bar; a short body or an HTML page is a UserError."""
+    from tqdm import tqdm
+
+    request = urllib.request.Request(url, headers={"User-Agent": "refsr-bench"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response, open(part, "wb") as handle:
+            if "text/html" in (response.headers.get("Content-Type") or ""):
+                raise UserError(f"{url} returned an HTML page, not a checkpoint (a login or confirmation page?)")
+            length = response.headers.get("Content-Length")
+            expected = int(length) if length and length.isdigit() else None
+            received = 0
+            with tqdm(total=expected, unit="B", unit_scale=True, desc=part.name, leave=False) as bar:
+                while chunk := response.read(_CHUNK_BYTES):
+                    handle.write(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+    except http.client.IncompleteRead as error:
+        raise UserError(f"download of {url} was cut short ({error}); run the fetch again") from error
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise UserError(
+            f"could not download {url}: {error}. If this machine is offline, download the file elsewhere "
+            f"and place it in the weights folder under its official name"
+        ) from error
+    if expected is not None and received != expected:
+        raise UserError(f"download of {url} was cut short: {received} of {expected} bytes; run the fetch again")
+
+
+def _download_gdrive(url: str, part: Path) -> None:
+    """Download a Google Drive file through ``gdown`` (which handles the large-file confirmation page)."""
+    try:
+        import gdown
+    except ImportError as error:
+        raise UserError("Google Drive downloads need gdown: `python3 -m pip install gdown`") from error
+    try:
+        result = gdown.download(url, output=str(part), quiet=False)
+    except Exception as error:  # gdown raises its own and requests' exception types
+        raise UserError(f"could not download {url} from Google Drive: {error}") from error
+    if result is None or not part.is_file():
+        raise UserError(f"could not download {url} from Google Drive (gdown returned no file)")
+
+
+def _reject_html(part: Path, url: str) -> None:
+    with open(part, "rb") as handle:
+        head = handle.read(1024).lstrip().lower()
+    if any(head.startswith(marker) for marker in _HTML_MARKERS) or b"<html" in head:
+        raise UserError(f"{url} returned an HTML page, not a checkpoint (a login, quota or confirmation page?)")
+    if not head:
+        raise UserError(f"{url} returned an empty file")
+
+
+def _import_callable(dotted: str) -> object:
+    module_path, name = dotted.split(":")
+    return getattr(importlib.import_module(module_path), name)
+
+
+def verify_layout(method_card: MethodCard, weight: WeightFile, path: Path) -> None:
+    """Raise a UserError unless ``path`` loads with ``weights_only=True`` and fills its layout strictly:
+    the card's ``layout`` module for files outside the method's own layout (torchvision VGG19), else the
+    built method's ``load_weights``."""
+    from methods.base import load_state_dict_strict, read_checkpoint
+
+    if weight.layout is not None:
+        module = _import_callable(weight.layout)()  # type: ignore[operator]
+        state = read_checkpoint(path, container_keys=("params",))
+        load_state_dict_strict(module, state, f"{weight.file_name} ({weight.layout})")
+        return
+    read_checkpoint(path, container_keys=("params",))  # weights_only load; clear error for a non-checkpoint
+    method = create(method_card.name, scale=method_card.default_scale)
+    method.load_weights(path)
+
+
+def _record_hash(folder: Path, file_name: str, sha256: str) -> None:
+    hashes = recorded_hashes(folder)
+    hashes[file_name] = sha256
+    staging = folder / f".{RECORDED_HASHES}.part"
+    staging.write_text(json.dumps(hashes, indent=2, sort_keys=True) + "\n")
+    os.replace(staging, folder / RECORDED_HASHES)
+
+
+def _fetch_one(method_card: MethodCard, weight: WeightFile, folder: Path) -> Path:
+    """Download, verify and move one file into ``folder``; nothing is left behind on any failure."""
+    target = folder / weight.file_name
+    staging = Path(tempfile.mkdtemp(prefix=f".fetch-{weight.file_name}-", dir=folder))
+    try:
+        part = staging / weight.file_name
+        print(f"downloading {weight.url} -> {target}")
+        if weight.source == "gdrive":
+            _download_gdrive(weight.url, part)
+        else:
+            _download_https(weight.url, part)
+        _reject_html(part, weight.url)
+        got = _sha256_of(part)
+        if weight.sha256 is not None:
+            if got != weight.sha256:
+                raise UserError(
+                    f"sha256 mismatch for {weight.url}: expected {weight.sha256}, got {got}; the file was not kept"
+                )
+        else:
+            verify_layout(method_card, weight, part)
+            print(f"sha256 {got}  {weight.file_name} (no pinned hash: verified by layout; recorded in "
+                  f"{folder / RECORDED_HASHES})")
+            _record_hash(folder, weight.file_name, got)
+        os.replace(part, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _manual_message(files: list[tuple[WeightFile, Path]]) -> str:
+    lines = [
+        f"{weight.file_name}: no direct download link is documented; get it from {weight.url} "
+        f"({weight.note or 'see its README'}) and save it as {target}"
+        for weight, target in files
+    ]
+    return "cannot download automatically:\n  " + "\n  ".join(lines)
+
+
 def fetch(name: str, folder: Path) -> list[Path]:
-    """Download the official files of a method (or one file name) into ``folder``, sha256-checked."""
+    """Download the official files of a method (or one file name) into ``folder``, verified.
+
+    Files already present are kept when their sha256 matches the card (or the card has none). Files whose
+    card source is ``manual`` are never downloaded: a UserError names the official page and the target path.
+    """
     entries = [e for e in all_weight_entries() if name in (e.method, e.file.file_name)]
+    if not entries:
+        try:
+            entries = [WeightEntry(card(name).name, f) for f in card(name).weights]
+        except UserError:
+            entries = []
     if not entries:
         valid = sorted({e.method for e in all_weight_entries()})
         raise UserError(f"no official weights registered for {name!r}; methods with weights: {', '.join(valid)}")
     folder.mkdir(parents=True, exist_ok=True)
-    done = []
+    done: list[Path] = []
+    manual: list[tuple[WeightFile, Path]] = []
     for entry in {e.file.file_name: e for e in entries}.values():
         target = folder / entry.file.file_name
-        if target.is_file() and (entry.file.sha256 is None or sha256_of(target) == entry.file.sha256):
+        if target.is_file() and (entry.file.sha256 is None or _sha256_of(target) == entry.file.sha256):
             done.append(target)
             continue
-        print(f"downloading {entry.file.url} -> {target}")
-        with tempfile.NamedTemporaryFile(dir=folder, delete=False) as handle:
-            try:
-                with urllib.request.urlopen(entry.file.url, timeout=60) as response:
-                    shutil.copyfileobj(response, handle)
-            except (urllib.error.URLError, OSError) as error:
-                os.unlink(handle.name)
-                raise UserError(
-                    f"could not download {entry.file.url}: {error}. If this machine is offline, download the "
-                    f"file elsewhere and place it at {target}"
-                ) from error
-        got = sha256_of(handle.name)
-        if entry.file.sha256 is not None and got != entry.file.sha256:
-            os.unlink(handle.name)
-            raise UserError(f"sha256 mismatch for {entry.file.url}: expected {entry.file.sha256}, got {got}")
-        os.replace(handle.name, target)
-        done.append(target)
+        if entry.file.source == "manual":
+            manual.append((entry.file, target))
+            continue
+        done.append(_fetch_one(card(entry.method), entry.file, folder))
+    if manual:
+        raise UserError(_manual_message(manual))
     return done

@@ -20,18 +20,18 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from methods.cards import MethodCard, WeightFile
 from protocols.core import Correspondence, UserError
 
-
-@dataclass(frozen=True)
-class WeightFile:
-    """One official checkpoint file of a method."""
-
-    file_name: str
-    url: str
-    sha256: str | None
-    license: str
-    role: str = "net"  # which module of the method it fills, e.g. "net_g", "net_extractor"
+__all__ = [
+    "Matcher",
+    "Method",
+    "MethodInfo",
+    "WeightFile",
+    "info_from_card",
+    "load_state_dict_strict",
+    "read_checkpoint",
+]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,32 @@ class MethodInfo:
     @property
     def needs_reference(self) -> bool:
         return "ref" in self.inputs
+
+
+def info_from_card(
+    card: MethodCard, *, scale: int, choices: Mapping[str, str] | None = None, lr_multiple: int | None = None
+) -> MethodInfo:
+    """The ``MethodInfo`` of a method built at ``scale``: every fact from ``card`` (one place), plus the
+    configuration ``choices`` the factory made. ``lr_multiple`` overrides the card's where the factory
+    was configured differently."""
+    if not card.supports(scale):
+        raise UserError(f"{card.name} supports scales {card.scales_text()}; got {scale}")
+    return MethodInfo(
+        name=card.name,
+        title=card.title,
+        venue=card.venue,
+        year=card.year,
+        official_repo=card.official_repo,
+        variant=card.variant,
+        scale=scale,
+        inputs=card.inputs,
+        license=card.license,
+        weights=card.weights,
+        parts=dict(card.parts),
+        choices=dict(choices or {}),
+        lr_multiple=card.lr_multiple if lr_multiple is None else lr_multiple,
+        task="matching" if card.task == "matcher" else "sr",
+    )
 
 
 @runtime_checkable

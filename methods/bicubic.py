@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from methods.base import MethodInfo, check_image_tensor
+from methods.base import MethodInfo, check_image_tensor, info_from_card
+from methods.cards import builtin_card
 from protocols.core import UserError
 from protocols.resize import from_uint8_array, matlab_imresize, pil_bicubic, to_uint8_array
 
@@ -60,16 +61,9 @@ class Bicubic:
 
 
 def _info(name: str, scale: int, backend: str) -> MethodInfo:
-    return MethodInfo(
-        name=name,
-        title=f"Bicubic interpolation ({backend})",
-        venue="-",
-        year=0,
-        official_repo=None,
-        variant="-",
+    return info_from_card(
+        builtin_card(name),
         scale=scale,
-        inputs=("lr",),
-        license="-",
         choices={
             "backend": {
                 "pil": "Pillow Image.resize BICUBIC on uint8 (RefSR repositories)",

@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import deform_conv2d
 
-from methods.base import MethodInfo, WeightFile, check_image_tensor, load_state_dict_strict, read_checkpoint
+from methods.base import MethodInfo, check_image_tensor, info_from_card, load_state_dict_strict, read_checkpoint
 from methods.blocks import ResidualBlock, conv3x3, named_vgg19_features, vgg19_layer_names
+from methods.cards import builtin_card
 from protocols.core import Correspondence, UserError
 from protocols.resize import pil_bicubic
 
@@ -406,24 +407,8 @@ class C2MatchingNet(nn.Module):
 # ---------------------------------------------------------------------------------------------------
 # checkpoints
 
-_VGG19_FILE = WeightFile(
-    file_name="vgg19-dcbb9e9d.pth",
-    url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
-    sha256=None,
-    license="BSD-3-Clause (torchvision); ImageNet-trained",
-    role="net_map.vgg",
-)
-_EXTRACTOR_FILE = WeightFile(
-    file_name="feature_extraction.pth",
-    url="https://github.com/yumingj/C2-Matching (Google Drive link in its README)",
-    sha256=None,
-    license="Apache-2.0 (repository LICENSE; its README says MIT)",
-    role="net_extractor",
-)
-_RESTORATION_FILES = {
-    "rec": "c2_matching_restoration_mse.pth",
-    "gan": "c2_matching_restoration.pth",
-}
+# the card's weight files: (restoration, feature extraction, torchvision VGG19); roles are submodule names
+_, _EXTRACTOR_FILE, _VGG19_FILE = builtin_card("c2_matching_rec").weights
 # torchvision vgg19 ``features`` indices of the five convolutions up to conv3_1 (0, 2, 5, 7, 10).
 _TORCHVISION_VGG_INDEX = {
     name: index for index, name in enumerate(vgg19_layer_names()[:11]) if name.startswith("conv")
@@ -632,32 +617,9 @@ class C2Matching:
 
 
 def _info(variant: str) -> MethodInfo:
-    restoration = WeightFile(
-        file_name=_RESTORATION_FILES[variant],
-        url=_EXTRACTOR_FILE.url,
-        sha256=None,
-        license=_EXTRACTOR_FILE.license,
-        role="net_g",
-    )
-    return MethodInfo(
-        name=f"c2_matching_{variant}",
-        title="Robust Reference-based Super-Resolution via C²-Matching",
-        venue="CVPR",
-        year=2021,
-        official_repo="https://github.com/yumingj/C2-Matching",
-        variant=variant,
+    return info_from_card(
+        builtin_card(f"c2_matching_{variant}"),
         scale=SCALE,
-        inputs=("lr", "ref"),
-        license="Apache-2.0 (repository LICENSE; its README says MIT)",
-        weights=(restoration, _EXTRACTOR_FILE, _VGG19_FILE),
-        parts={
-            "matching": "net_map.matching",
-            "extractor": "net_extractor",
-            "vgg": "net_map.vgg",
-            "restoration": "net_g",
-            "content": "net_g.content_extractor",
-            "aggregation": "net_g.dyn_agg_restore",
-        },
         choices={
             "ref_policy": "default crop_or_pad_to_hr (suite adapter); zero_pad_to_common = official loader "
             "at LR scale: the LR itself is zero-padded, where the official code pads the HR before the "
@@ -668,7 +630,6 @@ def _info(variant: str) -> MethodInfo:
             "correlation_chunks": "official chunking, ⌊1024²·512/(h·w)⌋ Ref patches per convolution call",
             "checkpoint_nesting": "plain state_dict (official); a 'params' container is accepted",
         },
-        lr_multiple=1,
     )
 
 

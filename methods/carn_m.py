@@ -8,15 +8,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from methods.base import MethodInfo, WeightFile, check_image_tensor, load_state_dict_strict, read_checkpoint
+from methods.base import check_image_tensor, info_from_card, load_state_dict_strict, read_checkpoint
+from methods.cards import builtin_card
 from protocols.core import UserError
 
-CARN_M_WEIGHTS = WeightFile(
-    file_name="carn_m.pth",
-    url="https://github.com/nmhkahn/CARN-pytorch/raw/master/checkpoint/carn_m.pth",
-    sha256="d48a759a84509351facb6b7c6d5bd6edec98b98519b8c464ee4ab44d2ba964ff",
-    license="MIT",
-)
+(CARN_M_WEIGHTS,) = builtin_card("carn_m").weights
 RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean in [0, 1] units, stored in the checkpoint's shifters
 
 
@@ -157,18 +153,9 @@ class _FixedScale(nn.Module):
 
 class CARNMMethod:
     def __init__(self, scale: int, device: str) -> None:
-        self.info = MethodInfo(
-            name="carn_m",
-            title="Fast, Accurate, and Lightweight Super-Resolution with Cascading Residual Network",
-            venue="ECCV",
-            year=2018,
-            official_repo="nmhkahn/CARN-pytorch",
-            variant="-",
+        self.info = info_from_card(
+            builtin_card("carn_m"),
             scale=scale,
-            inputs=("lr",),
-            license="MIT",
-            weights=(CARN_M_WEIGHTS,),
-            parts={"backbone": "network"},
             choices={
                 "mode": "multi-scale network, group size 4 (official README: --group 4)",
                 "output": "not clamped; the protocol quantises",

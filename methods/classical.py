@@ -31,7 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from methods.base import MethodInfo, check_image_tensor
+from methods.base import MethodInfo, check_image_tensor, info_from_card
+from methods.cards import builtin_card
 from protocols.core import Correspondence, UserError
 from protocols.resize import pil_bicubic, to_uint8_array
 
@@ -555,32 +556,16 @@ _COMMON_CHOICES = {
 }
 
 
-def _info(name: str, title: str, venue: str, year: int, scale: int, search: _Search, blurry: bool) -> MethodInfo:
+def _info(name: str, scale: int, search: _Search, blurry: bool) -> MethodInfo:
     reference_choice = (
         "reference blurred like the input: PIL bicubic ÷s then ×s (Ref↓↑)" if blurry else "sharp HR reference"
     )
-    return MethodInfo(
-        name=name,
-        title=title,
-        venue=venue,
-        year=year,
-        official_repo=None,
-        variant="classical",
-        scale=scale,
-        inputs=("lr", "ref"),
-        license="n/a (own implementation)",
-        parts={},
-        choices={**_COMMON_CHOICES, "reference": reference_choice, **search.describe()},
-        task="matching",
+    return info_from_card(
+        builtin_card(name), scale=scale, choices={**_COMMON_CHOICES, "reference": reference_choice, **search.describe()}
     )
 
 
-_TITLES = {
-    "zncc": ("Zero-mean normalised cross-correlation block matching (baseline row of CC-Net Table 2)", "BMVC", 2017),
-    "dense_sift": ("Dense SIFT descriptors (Lowe, 'Distinctive image features from scale-invariant keypoints')",
-                   "IJCV", 2004),
-    "patchmatch": ("PatchMatch: a randomized correspondence algorithm for structural image editing", "SIGGRAPH", 2009),
-}
+_KINDS = ("zncc", "dense_sift", "patchmatch")  # titles, venues and years are on the cards (methods.cards)
 
 
 def build_matcher(
@@ -596,8 +581,8 @@ def build_matcher(
 
     ``kind``: ``zncc``, ``dense_sift`` or ``patchmatch``; ``patch_size_px`` defaults to 8*scale + 1.
     """
-    if kind not in _TITLES:
-        raise UserError(f"unknown classical matcher {kind!r}; valid: {', '.join(_TITLES)}")
+    if kind not in _KINDS:
+        raise UserError(f"unknown classical matcher {kind!r}; valid: {', '.join(_KINDS)}")
     name = f"{kind}_blurry" if blurry else kind
     _check_scale(name, scale)
     patch = default_patch_size_px(scale) if patch_size_px is None else patch_size_px
@@ -612,8 +597,7 @@ def build_matcher(
         search = DenseSiftSearch(patch, search_radius_px)
     else:
         search = PatchMatchSearch(patch, search_radius_px, patch_step_px=default_patch_step_px(scale))
-    title, venue, year = _TITLES[kind]
-    return ClassicalMatcher(_info(name, title, venue, year, scale, search, blurry), search, blurry=blurry,
+    return ClassicalMatcher(_info(name, scale, search, blurry), search, blurry=blurry,
                             device=device)
 
 

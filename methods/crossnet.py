@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import MethodInfo, check_image_tensor, load_state_dict_strict, read_checkpoint
+from methods.base import MethodInfo, check_image_tensor, info_from_card, load_state_dict_strict, read_checkpoint
+from methods.cards import builtin_card
 from protocols.core import Correspondence, UserError
 from protocols.resize import pil_bicubic
 
@@ -359,18 +360,9 @@ def crossnet(*, scale: int = 4, device: str = "cpu", sisr_upsampler: Upsampler |
     if scale not in SUPPORTED_SCALES:
         raise UserError(f"crossnet supports scales {SUPPORTED_SCALES}; got {scale}")
     sisr_name = "PIL bicubic" if sisr_upsampler is None else getattr(sisr_upsampler, "__name__", repr(sisr_upsampler))
-    info = MethodInfo(
-        name="crossnet",
-        title="CrossNet: An End-to-end Reference-based Super Resolution Network using Cross-scale Warping",
-        venue="ECCV",
-        year=2018,
-        official_repo="https://github.com/htzheng/ECCV2018_CrossNet_RefSR",
-        variant="rec",
+    info = info_from_card(
+        builtin_card("crossnet"),
         scale=scale,
-        inputs=("lr", "ref"),
-        license="official code has no licence file; no weights released",
-        weights=(),
-        parts={"alignment": "FlowNet", "encoder": "Encoder", "decoder": "UNet_decoder_2"},
         choices={
             "sisr_input": f"input_img1_SR = {sisr_name} (the paper uses MDSR, which is not available)",
             "flow_input": "input_img1_LR = PIL bicubic LR↑ (the repository README's choice; the paper used MDSR)",

@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import MethodInfo, check_image_tensor, load_state_dict_strict, read_checkpoint
+from methods.base import MethodInfo, check_image_tensor, info_from_card, load_state_dict_strict, read_checkpoint
 from methods.blocks import ResidualBlock, conv3x3
+from methods.cards import builtin_card
 from protocols.core import Correspondence, UserError
 from protocols.resize import pil_bicubic
 
@@ -488,26 +489,5 @@ def e2ent2(*, scale: int = 4, device: str = "cpu") -> E2ENT2Method:
         "weights": "no official checkpoint exists; load_weights takes a plain state_dict of this layout (strict)",
         "parameters": ", ".join(f"{name}={count:,}" for name, count in counts.items()),
     }
-    parts = {
-        "matching": "correlation",
-        "swap": "swap",
-        "extractor": "encoder",
-        "res1": "res1",
-        "res2": "res2",
-    }
-    info = MethodInfo(
-        name="e2ent2",
-        title=_TITLE,
-        venue="ECCV Workshops",
-        year=2020,
-        official_repo=None,
-        variant="gan",
-        scale=4,
-        inputs=("lr", "ref"),
-        license="benchmark reimplementation from the paper (no official code or weights)",
-        weights=(),
-        parts=parts,
-        choices=choices,
-        lr_multiple=1,
-    )
+    info = info_from_card(builtin_card("e2ent2"), scale=scale, choices=choices)
     return E2ENT2Method(info, module, device, counts)

@@ -18,7 +18,7 @@ parameter-free modules, so official checkpoints still load with ``strict=True``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -28,7 +28,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods._matching_utils import FLOAT32_BYTES, items_per_chunk, top1_similarity_chunked
-from methods.base import MethodInfo, WeightFile, check_image_tensor, load_state_dict_strict, read_checkpoint
+from methods.base import (
+    MethodInfo,
+    WeightFile,
+    check_image_tensor,
+    info_from_card,
+    load_state_dict_strict,
+    read_checkpoint,
+)
+from methods.cards import builtin_card
 from protocols.core import Correspondence, UserError
 from protocols.resize import pil_bicubic
 
@@ -468,19 +476,6 @@ class MASA(nn.Module):
 # Wrapper: the suite's Method interface
 
 
-_TITLE = "MASA-SR: Matching Acceleration and Spatial Adaptation for Reference-Based Image Super-Resolution"
-_REPO = "https://github.com/dvlab-research/MASA-SR"
-# The official README links the checkpoints on Google Drive; the exact link and hashes are not recorded in
-# our specification, so the URL names the page that holds the link and sha256 stays unknown.
-_WEIGHTS_PAGE = _REPO + " (README: Google Drive link)"
-_LICENSE = "no licence file in the official repository (all rights reserved); research use of the weights"
-_PARTS: Mapping[str, str] = {
-    "encoder": "enc",
-    "matching": "matching",
-    "extraction": "transfer",
-    "decoder": "decoder",
-    "spatial_adaptation": "decoder.pAda",
-}
 
 
 def _choices(lr_multiple: int) -> dict[str, str]:
@@ -651,21 +646,7 @@ def match_centres(match: MemMatch, geometry: MemGeometry) -> torch.Tensor:
 def _build(name: str, variant: str, file_name: str, scale: int, device: str, lr_multiple: int) -> MasaSR:
     if scale != SCALE:
         raise UserError(f"{name} exists only for scale {SCALE} (architecture hard-wired); got scale {scale}")
-    info = MethodInfo(
-        name=name,
-        title=_TITLE,
-        venue="CVPR",
-        year=2021,
-        official_repo=_REPO,
-        variant=variant,
-        scale=SCALE,
-        inputs=("lr", "ref", "ref_lr"),
-        license=_LICENSE,
-        weights=(WeightFile(file_name=file_name, url=_WEIGHTS_PAGE, sha256=None, license=_LICENSE, role="net"),),
-        parts=dict(_PARTS),
-        choices=_choices(lr_multiple),
-        lr_multiple=LR_BLOCK,
-    )
+    info = info_from_card(builtin_card(name), scale=scale, choices=_choices(lr_multiple))
     return MasaSR(info=info, module=MASA(), device=torch.device(device), lr_multiple=lr_multiple)
 
 

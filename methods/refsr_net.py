@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import MethodInfo, check_image_tensor, load_state_dict_strict, read_checkpoint
+from methods.base import check_image_tensor, info_from_card, load_state_dict_strict, read_checkpoint
+from methods.cards import builtin_card
 from protocols.core import Correspondence, UserError
 
 CCNET_DILATIONS = (1, 1, 2, 4, 8, 16)
@@ -542,27 +543,8 @@ class RefSRNetMethod:
             module = RefSRNet(config)
         self.module: RefSRNet = module.to(self.device).eval()
         self.weights_loaded = False
-        self.info = MethodInfo(
-            name=config.name,
-            title="Learning Cross-scale Correspondence and Patch-based Synthesis for Reference-based "
-            "Super-Resolution (RefSR-Net: CC-Net + SS-Net)",
-            venue="BMVC",
-            year=2017,
-            official_repo=None,
-            variant="rec",
-            scale=config.scale,
-            inputs=("lr", "ref"),
-            license="no official code; reimplementation under the project's MIT license",
-            weights=(),
-            parts={
-                "matching": "matching",
-                "extractor": "ccnet",
-                "backbone": "ssnet",
-                "lr_features": "ssnet.lr_module",
-                "hr_features": "ssnet.hr_module",
-                "fusion": "ssnet.pred",
-            },
-            choices=_choices(config, parameter_counts(self.module)),
+        self.info = info_from_card(
+            builtin_card(config.name), scale=config.scale, choices=_choices(config, parameter_counts(self.module))
         )
 
     def _check_inputs(self, lr: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:

@@ -1,8 +1,9 @@
-"""Method registry: name -> factory, with fnmatch listing and lazy imports.
+"""Method registry: cards by name, fnmatch listing, and building a method from its card's factory.
 
-Built-in methods are listed here by import path and imported only when used. A user's own method is
-one file that calls ``register("my_method", factory)``; load it with ``refsr-bench ... --plugin FILE``.
-A factory takes keyword arguments ``scale`` (int) and ``device`` (str) and returns a ``Method``.
+Built-in methods are the cards in ``methods.cards``; their modules are imported only when a method is built.
+A user's own method is one file that calls ``register(card, factory)`` (a ``MethodCard`` and a callable
+taking ``scale`` and ``device``); load it with ``refsr-bench ... --plugin FILE``. This module does not
+import torch: listing and lookups read cards only.
 """
 
 from __future__ import annotations
@@ -13,49 +14,59 @@ import importlib.util
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from methods.base import Method
-from protocols.core import UserError
+from methods.cards import BUILTIN_CARDS, MethodCard
+from protocols.errors import UserError
 
-Factory = Callable[..., Method]
+if TYPE_CHECKING:
+    from methods.base import Method
 
-_BUILTIN: dict[str, str] = {
-    "bicubic": "methods.bicubic:bicubic",
-    "bicubic_matlab": "methods.bicubic:bicubic_matlab",
-    "bicubic_matlab_u8": "methods.bicubic:bicubic_matlab_u8",
-    "carn_m": "methods.carn_m:carn_m",
-    "masa_rec": "methods.masa:masa_rec",
-    "masa_gan": "methods.masa:masa_gan",
-    "ttsr_rec": "methods.ttsr:ttsr_rec",
-    "ttsr_gan": "methods.ttsr:ttsr_gan",
-    "srntt": "methods.srntt:srntt",
-    "srntt_rec": "methods.srntt:srntt_rec",
-    "c2_matching_rec": "methods.c2_matching:c2_matching_rec",
-    "c2_matching_gan": "methods.c2_matching:c2_matching_gan",
-    "crossnet": "methods.crossnet:crossnet",
-    "ssen": "methods.ssen:ssen",
-    "ssen_self": "methods.ssen:ssen_self",
-    "ssen_baseline": "methods.ssen:ssen_baseline",
-    "e2ent2": "methods.e2ent2:e2ent2",
-    "refsr_net": "methods.refsr_net:refsr_net",
-    "refsr_net_x4": "methods.refsr_net:refsr_net_x4",
-    "zncc": "methods.classical:zncc",
-    "zncc_blurry": "methods.classical:zncc_blurry",
-    "patchmatch": "methods.classical:patchmatch",
-    "dense_sift": "methods.classical:dense_sift",
-    "dense_sift_blurry": "methods.classical:dense_sift_blurry",
-}
-# Short aliases the design and the papers use.
-_ALIASES: dict[str, str] = {"masa": "masa_rec", "ttsr": "ttsr_rec", "c2_matching": "c2_matching_rec"}
-_PLUGINS: dict[str, Factory] = {}
+Factory = Callable[..., "Method"]
+
+_CARDS: dict[str, MethodCard] = {card.name: card for card in BUILTIN_CARDS}
+_BUILTIN_NAMES = frozenset(_CARDS)
+_ALIASES: dict[str, str] = {alias: card.name for card in BUILTIN_CARDS for alias in card.aliases}
+_PLUGIN_FACTORIES: dict[str, Factory] = {}
 
 
-def register(name: str, factory: Factory) -> None:
-    """Register a user method under ``name`` (must not shadow a built-in)."""
-    if name in _BUILTIN or name in _ALIASES:
-        raise UserError(f"method name {name!r} is taken by a built-in method")
-    _PLUGINS[name] = factory
+def register(card: MethodCard | str, factory: Factory) -> None:
+    """Register a user method: its card and its factory (must not shadow a built-in name or alias).
+
+    ``register("name", factory)`` (no card) is still accepted: the card is then read from one method the
+    factory builds at scale 4 (its ``info``), so facts are available after that one build.
+    """
+    if isinstance(card, str):
+        card = _card_from_built(card, factory)
+    taken = set(_BUILTIN_NAMES) | set(_ALIASES)
+    for name in (card.name, *card.aliases):
+        if name in taken:
+            raise UserError(f"method name {name!r} is taken by a built-in method")
+    _CARDS[card.name] = card
+    _ALIASES.update({alias: card.name for alias in card.aliases})
+    _PLUGIN_FACTORIES[card.name] = factory
+
+
+def _card_from_built(name: str, factory: Factory) -> MethodCard:
+    method = factory(scale=4, device="cpu")
+    info = method.info
+    return MethodCard(
+        name=name,
+        factory=f"{getattr(factory, '__module__', 'plugin')}:{getattr(factory, '__qualname__', 'factory')}",
+        task="matcher" if info.task == "matching" else ("refsr" if "ref" in info.inputs else "sisr"),
+        scales=(info.scale,),
+        inputs=tuple(info.inputs),
+        title=info.title,
+        venue=info.venue,
+        year=info.year,
+        official_repo=info.official_repo if (info.official_repo or "").startswith("https://") else None,
+        license=info.license,
+        variant=info.variant,
+        weights=tuple(info.weights),
+        parts=dict(info.parts),
+        lr_multiple=info.lr_multiple,
+        trained=not getattr(method, "weights_loaded", False),
+    )
 
 
 def load_plugin(path: str | Path) -> None:
@@ -70,15 +81,23 @@ def load_plugin(path: str | Path) -> None:
     spec.loader.exec_module(module)
 
 
-def available_modules() -> set[str]:
-    """Names of built-ins whose module exists in this checkout."""
-    return {name for name, target in _BUILTIN.items() if importlib.util.find_spec(target.split(":")[0]) is not None}
-
-
 def list_methods(pattern: str = "*") -> list[str]:
     """Registered method names matching an fnmatch ``pattern``, sorted."""
-    names = available_modules() | set(_PLUGINS)
-    return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
+    return sorted(n for n in _CARDS if fnmatch.fnmatchcase(n, pattern))
+
+
+def cards(pattern: str = "*") -> list[MethodCard]:
+    """Cards of the registered methods matching ``pattern`` (an alias also matches its method), by name."""
+    names = set(list_methods(pattern)) | {m for a, m in _ALIASES.items() if fnmatch.fnmatchcase(a, pattern)}
+    return [_CARDS[n] for n in sorted(names)]
+
+
+def card(name: str) -> MethodCard:
+    """The card of a method by name or alias; an unknown name raises a UserError listing valid ones."""
+    name = _ALIASES.get(name, name)
+    if name not in _CARDS:
+        raise UserError(f"unknown method {name!r}; valid: {', '.join(list_methods())}")
+    return _CARDS[name]
 
 
 def resolve(pattern_or_names: list[str]) -> list[str]:
@@ -93,13 +112,14 @@ def resolve(pattern_or_names: list[str]) -> list[str]:
     return resolved
 
 
+def factory_of(method_card: MethodCard) -> Factory:
+    """The callable that builds ``method_card``'s method (imports its module)."""
+    if method_card.name in _PLUGIN_FACTORIES:
+        return _PLUGIN_FACTORIES[method_card.name]
+    module_path, function_name = method_card.factory.split(":")
+    return getattr(importlib.import_module(module_path), function_name)  # type: ignore[no-any-return]
+
+
 def create(name: str, **kwargs: Any) -> Method:
     """Build a method by name (alias accepted). Keyword arguments go to the factory (``scale``, ``device``)."""
-    name = _ALIASES.get(name, name)
-    if name in _PLUGINS:
-        return _PLUGINS[name](**kwargs)
-    if name not in available_modules():
-        raise UserError(f"unknown method {name!r}; valid: {', '.join(list_methods())}")
-    module_path, factory_name = _BUILTIN[name].split(":")
-    factory: Factory = getattr(importlib.import_module(module_path), factory_name)
-    return factory(**kwargs)
+    return factory_of(card(name))(**kwargs)

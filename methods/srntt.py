@@ -26,8 +26,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import MethodInfo, WeightFile, check_image_tensor, load_state_dict_strict, read_checkpoint
+from methods.base import (
+    MethodInfo,
+    check_image_tensor,
+    info_from_card,
+    load_state_dict_strict,
+    read_checkpoint,
+)
 from methods.blocks import named_vgg19_features, vgg19_layer_names
+from methods.cards import builtin_card
 from protocols.core import Correspondence, UserError
 from protocols.resize import pil_bicubic
 
@@ -510,13 +517,6 @@ class SRNTTMethod:
 
 
 _PORT_REPO = "https://github.com/S-aiueo32/srntt-pytorch"
-_VGG_WEIGHT = WeightFile(
-    file_name="vgg19-dcbb9e9d.pth",
-    url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
-    sha256=None,  # only the torchvision hash prefix dcbb9e9d is known
-    license="BSD-3-Clause (torchvision); ImageNet-trained",
-    role="vgg",
-)
 _CHOICES = {
     "implementation": "PyTorch port S-aiueo32/srntt-pytorch (MASA Table 2's 5.75M); not the TF original ZZUTK/SRNTT",
     "params": "5,746,246 generator parameters (5,746,252 with use_weights); the frozen VGG19 (20,024,384 stored, "
@@ -536,35 +536,8 @@ _CHOICES = {
 }
 
 
-def _info(name: str, variant: str, generator_file: str) -> MethodInfo:
-    return MethodInfo(
-        name=name,
-        title="Image Super-Resolution by Neural Texture Transfer",
-        venue="CVPR",
-        year=2019,
-        official_repo=_PORT_REPO,
-        variant=variant,
-        scale=SRNTT_SCALE,
-        inputs=("lr", "ref"),
-        license="Apache-2.0 (srntt-pytorch port)",
-        weights=(
-            WeightFile(
-                file_name=generator_file,
-                url=_PORT_REPO,  # the README links a Google Drive folder
-                sha256=None,
-                license="Apache-2.0 (port repository; weights licence unstated)",
-                role="net_g",
-            ),
-            _VGG_WEIGHT,
-        ),
-        parts={
-            "matching": "swapper.correlation",
-            "extractor": "vgg",
-            "content_extractor": "content_extractor",
-            "texture_transfer": "texture_transfer",
-        },
-        choices=_CHOICES,
-    )
+def _info(name: str) -> MethodInfo:
+    return info_from_card(builtin_card(name), scale=SRNTT_SCALE, choices=_CHOICES)
 
 
 def _check_scale(name: str, scale: int) -> None:
@@ -575,10 +548,10 @@ def _check_scale(name: str, scale: int) -> None:
 def srntt(*, scale: int = SRNTT_SCALE, device: str = "cpu") -> SRNTTMethod:
     """SRNTT (port), full-loss (GAN) generator weights."""
     _check_scale("srntt", scale)
-    return SRNTTMethod(_info("srntt", "gan", "netG_100.pth"), device=device)
+    return SRNTTMethod(_info("srntt"), device=device)
 
 
 def srntt_rec(*, scale: int = SRNTT_SCALE, device: str = "cpu") -> SRNTTMethod:
     """SRNTT-rec (port): the generator after the reconstruction-only pre-training epochs."""
     _check_scale("srntt_rec", scale)
-    return SRNTTMethod(_info("srntt_rec", "rec", "netG_pre005.pth"), device=device)
+    return SRNTTMethod(_info("srntt_rec"), device=device)

@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import deform_conv2d
 
-from methods.base import MethodInfo, check_image_tensor, load_state_dict_strict, read_checkpoint
+from methods.base import MethodInfo, check_image_tensor, info_from_card, load_state_dict_strict, read_checkpoint
 from methods.blocks import ResidualBlock, conv3x3
+from methods.cards import builtin_card
 from protocols.core import UserError
 
 SUPPORTED_SCALES = (4,)
@@ -433,21 +434,10 @@ def _check_scale(name: str, scale: int) -> None:
 def _info(
     name: str, *, inputs: tuple[str, ...], parts: dict[str, str], choices: dict[str, str], multiple: int
 ) -> MethodInfo:
-    return MethodInfo(
-        name=name,
-        title=_TITLE,
-        venue="CVPR",
-        year=2020,
-        official_repo=None,
-        variant="rec",
-        scale=4,
-        inputs=inputs,
-        license="benchmark reimplementation from the paper (no official code or weights)",
-        weights=(),
-        parts=parts,
-        choices=choices,
-        lr_multiple=multiple,
-    )
+    info = info_from_card(builtin_card(name), scale=4, choices=choices)
+    if (info.inputs, dict(info.parts), info.lr_multiple) != (inputs, parts, multiple):
+        raise AssertionError(f"methods.cards: the {name} card disagrees with the network built here")
+    return info
 
 
 def ssen(*, scale: int = 4, device: str = "cpu") -> SSENMethod:

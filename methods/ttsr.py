@@ -31,11 +31,12 @@ from torch import nn
 
 from methods.base import (
     MethodInfo,
-    WeightFile,
     check_image_tensor,
+    info_from_card,
     load_state_dict_strict,
     read_checkpoint,
 )
+from methods.cards import builtin_card
 from protocols.core import Correspondence, UserError
 from protocols.resize import pil_bicubic
 
@@ -484,33 +485,8 @@ _CHOICES: dict[str, str] = {
 }
 
 
-def _weights_for(variant: str) -> tuple[WeightFile, ...]:
-    # The files are released on OneDrive / Baidu / Google Drive via links in the official README.
-    file_name = {"rec": "TTSR-rec.pt", "gan": "TTSR.pt"}[variant]
-    return (WeightFile(file_name=file_name, url=_OFFICIAL_REPO, sha256=None, license="MIT", role="net"),)
-
-
-def _info(name: str, variant: str) -> MethodInfo:
-    return MethodInfo(
-        name=name,
-        title="Learning Texture Transformer Network for Image Super-Resolution",
-        venue="CVPR",
-        year=2020,
-        official_repo=_OFFICIAL_REPO,
-        variant=variant,
-        scale=SCALE,
-        inputs=("lr", "ref"),
-        license="MIT",
-        weights=_weights_for(variant),
-        parts={
-            "matching": "SearchTransfer.relevance",
-            "search_transfer": "SearchTransfer",
-            "extractor": "LTE",
-            "backbone": "MainNet",
-        },
-        choices=dict(_CHOICES),
-        lr_multiple=1,
-    )
+def _info(name: str) -> MethodInfo:
+    return info_from_card(builtin_card(name), scale=SCALE, choices=_CHOICES)
 
 
 def _to_signed(image: torch.Tensor) -> torch.Tensor:
@@ -521,7 +497,7 @@ class TTSRMethod:
     """TTSR behind the benchmark interface. ``variant`` 'rec' (TTSR-rec.pt) or 'gan' (TTSR.pt)."""
 
     def __init__(self, name: str, variant: str, device: str = "cpu") -> None:
-        self.info = _info(name, variant)
+        self.info = _info(name)
         self.device = torch.device(device)
         self.module = TTSR().to(self.device).eval()
         self.weights_loaded = False

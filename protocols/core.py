@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from protocols.errors import UserError
 
-class UserError(Exception):
-    """A problem the user can fix (bad path, bad name, bad file). The CLI prints it without a traceback."""
+__all__ = ["Correspondence", "Sample", "UserError"]
 
 
 @dataclass(frozen=True)

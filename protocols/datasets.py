@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from protocols.core import UserError
+from protocols.errors import UserError
 
 ImageSource = Path | np.ndarray
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")

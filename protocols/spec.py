@@ -12,7 +12,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
-from protocols.core import UserError
+from protocols.errors import UserError
 
 HR_RECIPES = ("modcrop", "resize_to_multiple", "pad_center_replicate", "zero_pad_to_common")
 REF_RECIPES = ("none", "modcrop", "pad_br_replicate", "pad_center_replicate")

@@ -1,0 +1,485 @@
+"""Method cards: every fact about a registered method, as frozen data, readable without building a network.
+
+A card names the factory that builds the method (``"module:function"``, imported only when the method is
+built), the scales it supports, its inputs, its task, its parts, its official weight files (file name,
+sha256 where known, licence, download source) and its paper. Listing, ``weights``, ``audit``, the demo
+and the tests read cards; the factories derive their ``MethodInfo`` from them
+(``methods.base.info_from_card``), and ``tests/test_method_contract.py`` checks every card against the
+method it builds.
+
+This module imports nothing heavy (no torch, no numpy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+TASKS = ("refsr", "sisr", "matcher")
+WEIGHT_SOURCES = ("https", "gdrive", "manual")
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One official checkpoint file of a method.
+
+    ``source`` says how ``url`` is used: ``https`` -- a direct file URL (GitHub raw, a plain HTTPS host),
+    downloaded as is; ``gdrive`` -- a Google Drive file URL, downloaded through ``gdown``; ``manual`` -- no
+    direct file link is documented: ``url`` is the official page that links the file, and the user puts
+    the file in the weights folder by hand. ``layout``: ``"module:callable"`` building the ``nn.Module``
+    whose state_dict the file fills strictly, for files outside the method's own layout (torchvision's
+    VGG19); None means the method's ``load_weights`` checks the file.
+    """
+
+    file_name: str
+    url: str
+    sha256: str | None
+    license: str
+    role: str = "net"  # which module of the method it fills, e.g. "net_g", "net_extractor"
+    source: str = "https"
+    layout: str | None = None
+    note: str = ""  # where on ``url`` the file is, for ``manual`` sources
+
+    def __post_init__(self) -> None:
+        if self.source not in WEIGHT_SOURCES:
+            raise ValueError(f"{self.file_name}: source must be one of {WEIGHT_SOURCES}; got {self.source!r}")
+        if not self.url.startswith("https://"):
+            raise ValueError(f"{self.file_name}: url must be an https:// URL; got {self.url!r}")
+
+
+@dataclass(frozen=True)
+class MethodCard:
+    """Frozen facts of one method variant.
+
+    ``scales``: the scales the factory builds; ``any_scale_from``: every integer scale from this one up is
+    also built (interpolation baselines). ``parts`` maps a role (``matching``, ``extractor`` ...) to a
+    dotted submodule path of the built ``module``; role ``matching`` is what FLOPS-M counts.
+    ``has_match``: the method implements ``match(lr, ref)`` (a correspondence step the ``match`` verb can
+    score). ``parameters``: ``sum(p.numel() for p in module.parameters())`` where a document states it.
+    """
+
+    name: str
+    factory: str  # "package.module:function", called with scale= and device=
+    task: str  # "refsr" | "sisr" | "matcher"
+    scales: tuple[int, ...]
+    inputs: tuple[str, ...]
+    title: str
+    venue: str
+    year: int
+    official_repo: str | None  # URL of the official code, None where none exists
+    license: str
+    variant: str = "-"
+    aliases: tuple[str, ...] = ()
+    weights: tuple[WeightFile, ...] = ()
+    parts: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    has_match: bool = False
+    lr_multiple: int = 1  # predict() accepts any LR size; this is what the network itself needs
+    parameters: int | None = None
+    any_scale_from: int | None = None
+    trained: bool = True  # False: no learned parameters, runs without any checkpoint (interpolation, classical)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"{self.name}: task must be one of {TASKS}; got {self.task!r}")
+        if ":" not in self.factory:
+            raise ValueError(f"{self.name}: factory must be 'module:function'; got {self.factory!r}")
+        if self.official_repo is not None and not self.official_repo.startswith("https://"):
+            raise ValueError(f"{self.name}: official_repo must be a URL; got {self.official_repo!r}")
+        if not self.scales:
+            raise ValueError(f"{self.name}: at least one scale is needed")
+        object.__setattr__(self, "parts", MappingProxyType(dict(self.parts)))
+
+    @property
+    def default_scale(self) -> int:
+        """The scale a plain ``create(name)`` builds (the factory's default)."""
+        return 4 if 4 in self.scales else self.scales[0]
+
+    @property
+    def needs_reference(self) -> bool:
+        return "ref" in self.inputs
+
+    def supports(self, scale: int) -> bool:
+        return scale in self.scales or (self.any_scale_from is not None and scale >= self.any_scale_from)
+
+    def scales_text(self) -> str:
+        listed = ",".join(map(str, self.scales))
+        return f"{listed}+" if self.any_scale_from is not None else listed
+
+    @property
+    def paper(self) -> str:
+        return f"{self.venue} {self.year}" if self.year else "-"
+
+
+# ---------------------------------------------------------------------------------------------------
+# built-in cards
+
+_TORCHVISION_VGG19 = WeightFile(
+    file_name="vgg19-dcbb9e9d.pth",
+    url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+    sha256=None,  # only torchvision's sha256 prefix dcbb9e9d is known
+    license="BSD-3-Clause (torchvision); ImageNet-trained",
+    role="vgg",
+    layout="torchvision.models:vgg19",
+)
+
+_BICUBIC = {
+    "task": "sisr",
+    "scales": (2, 3, 4, 8),
+    "any_scale_from": 2,
+    "inputs": ("lr",),
+    "venue": "-",
+    "year": 0,
+    "official_repo": None,
+    "license": "-",
+    "trained": False,
+}
+
+_MASA_REPO = "https://github.com/dvlab-research/MASA-SR"
+_MASA = {
+    "task": "refsr",
+    "scales": (4,),
+    "inputs": ("lr", "ref", "ref_lr"),
+    "title": "MASA-SR: Matching Acceleration and Spatial Adaptation for Reference-Based Image Super-Resolution",
+    "venue": "CVPR",
+    "year": 2021,
+    "official_repo": _MASA_REPO,
+    "license": "no licence file in the official repository (all rights reserved); research use of the weights",
+    "parts": {
+        "encoder": "enc",
+        "matching": "matching",
+        "extraction": "transfer",
+        "decoder": "decoder",
+        "spatial_adaptation": "decoder.pAda",
+    },
+    "has_match": True,
+    "lr_multiple": 8,
+    "parameters": 4_028_291,  # masa.md: 210 entries, 4,028,291 parameters
+}
+
+
+def _masa_file(file_name: str) -> WeightFile:
+    return WeightFile(
+        file_name=file_name,
+        url=_MASA_REPO,
+        sha256=None,
+        license=_MASA["license"],  # type: ignore[arg-type]
+        role="net",
+        source="manual",
+        note="the README's Google Drive link (no direct file link is documented)",
+    )
+
+
+_TTSR_REPO = "https://github.com/researchmm/TTSR"
+_TTSR = {
+    "task": "refsr",
+    "scales": (4,),
+    "inputs": ("lr", "ref"),
+    "title": "Learning Texture Transformer Network for Image Super-Resolution",
+    "venue": "CVPR",
+    "year": 2020,
+    "official_repo": _TTSR_REPO,
+    "license": "MIT",
+    "parts": {
+        "matching": "SearchTransfer.relevance",
+        "search_transfer": "SearchTransfer",
+        "extractor": "LTE",
+        "backbone": "MainNet",
+    },
+    "has_match": True,
+    "parameters": 6_729_615,  # ttsr.md: released layout without the training-only LTE copy
+}
+
+
+def _ttsr_file(file_name: str) -> WeightFile:
+    return WeightFile(
+        file_name=file_name,
+        url=_TTSR_REPO,
+        sha256=None,
+        license="MIT",
+        role="net",
+        source="manual",
+        note="the README's OneDrive / Baidu / Google Drive links (no direct file link is documented)",
+    )
+
+
+_SRNTT_PORT = "https://github.com/S-aiueo32/srntt-pytorch"
+_SRNTT = {
+    "task": "refsr",
+    "scales": (4,),
+    "inputs": ("lr", "ref"),
+    "title": "Image Super-Resolution by Neural Texture Transfer",
+    "venue": "CVPR",
+    "year": 2019,
+    "official_repo": _SRNTT_PORT,  # the PyTorch port evaluated here; the TF original is ZZUTK/SRNTT
+    "license": "Apache-2.0 (srntt-pytorch port)",
+    "parts": {
+        "matching": "swapper.correlation",
+        "extractor": "vgg",
+        "content_extractor": "content_extractor",
+        "texture_transfer": "texture_transfer",
+    },
+    "has_match": True,
+}
+
+
+def _srntt_files(generator_file: str) -> tuple[WeightFile, ...]:
+    generator = WeightFile(
+        file_name=generator_file,
+        url=_SRNTT_PORT,
+        sha256=None,
+        license="Apache-2.0 (port repository; weights licence unstated)",
+        role="net_g",
+        source="manual",
+        note="the README's Google Drive folder (file names undocumented; no direct file link)",
+    )
+    return (generator, _TORCHVISION_VGG19)
+
+
+_C2_REPO = "https://github.com/yumingj/C2-Matching"
+_C2_LICENSE = "Apache-2.0 (repository LICENSE; its README says MIT)"
+_C2 = {
+    "task": "refsr",
+    "scales": (4,),
+    "inputs": ("lr", "ref"),
+    "title": "Robust Reference-based Super-Resolution via C²-Matching",
+    "venue": "CVPR",
+    "year": 2021,
+    "official_repo": _C2_REPO,
+    "license": _C2_LICENSE,
+    "parts": {
+        "matching": "net_map.matching",
+        "extractor": "net_extractor",
+        "vgg": "net_map.vgg",
+        "restoration": "net_g",
+        "content": "net_g.content_extractor",
+        "aggregation": "net_g.dyn_agg_restore",
+    },
+    "has_match": True,
+}
+
+
+def _c2_file(file_name: str, role: str) -> WeightFile:
+    return WeightFile(
+        file_name=file_name,
+        url=_C2_REPO,
+        sha256=None,
+        license=_C2_LICENSE,
+        role=role,
+        source="manual",
+        note="the README's Google Drive link (no direct file link is documented); put it in the weights folder",
+    )
+
+
+def _c2_files(restoration_file: str) -> tuple[WeightFile, ...]:
+    return (
+        _c2_file(restoration_file, "net_g"),
+        _c2_file("feature_extraction.pth", "net_extractor"),
+        replace(_TORCHVISION_VGG19, role="net_map.vgg"),
+    )
+
+
+_SSEN = {
+    "scales": (4,),
+    "title": "Robust Reference-based Super-Resolution with Similarity-Aware Deformable Convolution",
+    "venue": "CVPR",
+    "year": 2020,
+    "official_repo": None,
+    "license": "benchmark reimplementation from the paper (no official code or weights)",
+    "variant": "rec",
+}
+
+_REFSR_NET = {
+    "task": "refsr",
+    "inputs": ("lr", "ref"),
+    "title": "Learning Cross-scale Correspondence and Patch-based Synthesis for Reference-based "
+    "Super-Resolution (RefSR-Net: CC-Net + SS-Net)",
+    "venue": "BMVC",
+    "year": 2017,
+    "official_repo": None,
+    "license": "no official code; reimplementation under the project's MIT license",
+    "variant": "rec",
+    "parts": {
+        "matching": "matching",
+        "extractor": "ccnet",
+        "backbone": "ssnet",
+        "lr_features": "ssnet.lr_module",
+        "hr_features": "ssnet.hr_module",
+        "fusion": "ssnet.pred",
+    },
+    "has_match": True,
+}
+
+_CLASSICAL = {
+    "task": "matcher",
+    "scales": (1, 2, 3, 4, 8),
+    "inputs": ("lr", "ref"),
+    "official_repo": None,
+    "license": "n/a (own implementation)",
+    "variant": "classical",
+    "has_match": True,
+    "trained": False,
+}
+_ZNCC = {
+    "title": "Zero-mean normalised cross-correlation block matching (baseline row of CC-Net Table 2)",
+    "venue": "BMVC",
+    "year": 2017,
+}
+_SIFT = {
+    "title": "Dense SIFT descriptors (Lowe, 'Distinctive image features from scale-invariant keypoints')",
+    "venue": "IJCV",
+    "year": 2004,
+}
+
+BUILTIN_CARDS: tuple[MethodCard, ...] = (
+    MethodCard(name="bicubic", factory="methods.bicubic:bicubic", title="Bicubic interpolation (pil)", **_BICUBIC),
+    MethodCard(
+        name="bicubic_matlab", factory="methods.bicubic:bicubic_matlab", title="Bicubic interpolation (matlab)",
+        **_BICUBIC,
+    ),
+    MethodCard(
+        name="bicubic_matlab_u8", factory="methods.bicubic:bicubic_matlab_u8",
+        title="Bicubic interpolation (matlab_u8)", **_BICUBIC,
+    ),
+    MethodCard(
+        name="carn_m",
+        factory="methods.carn_m:carn_m",
+        task="sisr",
+        scales=(2, 3, 4),
+        inputs=("lr",),
+        title="Fast, Accurate, and Lightweight Super-Resolution with Cascading Residual Network",
+        venue="ECCV",
+        year=2018,
+        official_repo="https://github.com/nmhkahn/CARN-pytorch",
+        license="MIT",
+        weights=(
+            WeightFile(
+                file_name="carn_m.pth",
+                url="https://github.com/nmhkahn/CARN-pytorch/raw/master/checkpoint/carn_m.pth",
+                sha256="d48a759a84509351facb6b7c6d5bd6edec98b98519b8c464ee4ab44d2ba964ff",
+                license="MIT",
+            ),
+        ),
+        parts={"backbone": "network"},
+    ),
+    MethodCard(
+        name="masa_rec", factory="methods.masa:masa_rec", variant="rec", aliases=("masa",),
+        weights=(_masa_file("masa_rec.pth"),), **_MASA,  # type: ignore[arg-type]
+    ),
+    MethodCard(
+        name="masa_gan", factory="methods.masa:masa_gan", variant="gan",
+        weights=(_masa_file("masa.pth"),), **_MASA,  # type: ignore[arg-type]
+    ),
+    MethodCard(
+        name="ttsr_rec", factory="methods.ttsr:ttsr_rec", variant="rec", aliases=("ttsr",),
+        weights=(_ttsr_file("TTSR-rec.pt"),), **_TTSR,  # type: ignore[arg-type]
+    ),
+    MethodCard(
+        name="ttsr_gan", factory="methods.ttsr:ttsr_gan", variant="gan",
+        weights=(_ttsr_file("TTSR.pt"),), **_TTSR,  # type: ignore[arg-type]
+    ),
+    MethodCard(
+        name="srntt", factory="methods.srntt:srntt", variant="gan",
+        weights=_srntt_files("netG_100.pth"), **_SRNTT,  # type: ignore[arg-type]
+    ),
+    MethodCard(
+        name="srntt_rec", factory="methods.srntt:srntt_rec", variant="rec",
+        weights=_srntt_files("netG_pre005.pth"), **_SRNTT,  # type: ignore[arg-type]
+    ),
+    MethodCard(
+        name="c2_matching_rec", factory="methods.c2_matching:c2_matching_rec", variant="rec",
+        aliases=("c2_matching",), weights=_c2_files("c2_matching_restoration_mse.pth"), **_C2,  # type: ignore[arg-type]
+    ),
+    MethodCard(
+        name="c2_matching_gan", factory="methods.c2_matching:c2_matching_gan", variant="gan",
+        weights=_c2_files("c2_matching_restoration.pth"), **_C2,  # type: ignore[arg-type]
+    ),
+    MethodCard(
+        name="crossnet",
+        factory="methods.crossnet:crossnet",
+        task="refsr",
+        scales=(4, 8),
+        inputs=("lr", "ref"),
+        title="CrossNet: An End-to-end Reference-based Super Resolution Network using Cross-scale Warping",
+        venue="ECCV",
+        year=2018,
+        official_repo="https://github.com/htzheng/ECCV2018_CrossNet_RefSR",
+        license="official code has no licence file; no weights released",
+        variant="rec",
+        parts={"alignment": "FlowNet", "encoder": "Encoder", "decoder": "UNet_decoder_2"},
+        has_match=True,
+    ),
+    MethodCard(
+        name="ssen", factory="methods.ssen:ssen", task="refsr", inputs=("lr", "ref"), lr_multiple=8,
+        parameters=3_257_515,  # ssen.md §4
+        parts={
+            "matching": "ssen",
+            "alignment": "ssen",
+            "lr_head": "lr_head",
+            "ref_head": "ref_head",
+            "extractor": "trunk",
+            "fusion": "fusion",
+            "reconstruction": "recon_body",
+            "upsampler": "upsampler",
+        },
+        **_SSEN,  # type: ignore[arg-type]
+    ),
+    MethodCard(
+        name="ssen_self", factory="methods.ssen:ssen_self", task="sisr", inputs=("lr",), lr_multiple=8,
+        parts={
+            "matching": "ssen",
+            "alignment": "ssen",
+            "head": "head",
+            "backbone": "groups",
+            "fusion": "fusion",
+            "upsampler": "upsampler",
+        },
+        **_SSEN,  # type: ignore[arg-type]
+    ),
+    MethodCard(
+        name="ssen_baseline", factory="methods.ssen:ssen_baseline", task="sisr", inputs=("lr",),
+        parameters=1_517_571,  # ssen.md §4.4 (EDSR-baseline x4 + bicubic skip)
+        parts={"lr_head": "lr_head", "extractor": "trunk", "reconstruction": "recon_body", "upsampler": "upsampler"},
+        **_SSEN,  # type: ignore[arg-type]
+    ),
+    MethodCard(
+        name="e2ent2",
+        factory="methods.e2ent2:e2ent2",
+        task="refsr",
+        scales=(4,),
+        inputs=("lr", "ref"),
+        title="Feature Representation Matters: End-to-End Learning for Reference-based Image Super-resolution",
+        venue="ECCV Workshops",
+        year=2020,
+        official_repo=None,
+        license="benchmark reimplementation from the paper (no official code or weights)",
+        variant="gan",
+        parts={"matching": "correlation", "swap": "swap", "extractor": "encoder", "res1": "res1", "res2": "res2"},
+        has_match=True,
+        parameters=3_402_566,  # e2ent2.md §4
+    ),
+    MethodCard(name="refsr_net", factory="methods.refsr_net:refsr_net", scales=(8,), **_REFSR_NET),  # type: ignore[arg-type]
+    MethodCard(name="refsr_net_x4", factory="methods.refsr_net:refsr_net_x4", scales=(4,), **_REFSR_NET),  # type: ignore[arg-type]
+    MethodCard(name="zncc", factory="methods.classical:zncc", **_ZNCC, **_CLASSICAL),  # type: ignore[arg-type]
+    MethodCard(name="zncc_blurry", factory="methods.classical:zncc_blurry", **_ZNCC, **_CLASSICAL),  # type: ignore[arg-type]
+    MethodCard(
+        name="patchmatch",
+        factory="methods.classical:patchmatch",
+        title="PatchMatch: a randomized correspondence algorithm for structural image editing",
+        venue="SIGGRAPH",
+        year=2009,
+        **_CLASSICAL,  # type: ignore[arg-type]
+    ),
+    MethodCard(name="dense_sift", factory="methods.classical:dense_sift", **_SIFT, **_CLASSICAL),  # type: ignore[arg-type]
+    MethodCard(
+        name="dense_sift_blurry", factory="methods.classical:dense_sift_blurry", **_SIFT, **_CLASSICAL,  # type: ignore[arg-type]
+    ),
+)
+
+
+def builtin_card(name: str) -> MethodCard:
+    """The built-in card called ``name`` (KeyError for an unknown name: a programming error, not a user's)."""
+    return _BY_NAME[name]
+
+
+_BY_NAME: dict[str, MethodCard] = {card.name: card for card in BUILTIN_CARDS}
