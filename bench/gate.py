@@ -180,6 +180,9 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         raise UserError(f"no records in {run_dir / 'records.csv'}")
     paths = [Path(p) for p in args.golden] if args.golden else sorted(GOLDEN_DIR.glob("*.csv"))
     verdicts = gate(records, read_golden(paths), device=args.device or "")
+    if args.json:  # for scripts: every verdict (NaN -> null), same exit status
+        print(verdicts_json(verdicts))
+        return 1 if any(v.verdict in ("FAIL", "MISSING") for v in verdicts) else 0
     print(format_table(verdicts))
     failed = [v for v in verdicts if v.verdict in ("FAIL", "MISSING")]
     new = [v for v in verdicts if v.verdict == "new"]
@@ -190,6 +193,21 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     if not checked:
         print("warning: no golden keys apply to this run (accept it with `refsr-bench accept DIR`)")
     return 1 if failed else 0
+
+
+def verdicts_json(verdicts: list[Verdict]) -> str:
+    """The verdicts as a JSON list of {method, protocol, preset, level, image, metric, expected, got, atol, verdict}."""
+    import json
+
+    def number(value: float | None) -> float | None:
+        return None if value is None or math.isnan(value) else value
+
+    rows = [
+        {**dict(zip(GOLDEN_COLUMNS[:6], v.key, strict=True)), "expected": number(v.expected), "got": number(v.got),
+         "atol": number(v.atol), "verdict": v.verdict}
+        for v in verdicts
+    ]
+    return json.dumps(rows, indent=2)
 
 
 def _cmd_accept(args: argparse.Namespace) -> int:
@@ -204,6 +222,7 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     gate_parser.add_argument("--run", required=True, help="run folder holding records.csv")
     gate_parser.add_argument("--golden", action="append", help="golden CSV (default: reports/golden/*.csv)")
     gate_parser.add_argument("--device", help="device tag for latency rules")
+    gate_parser.add_argument("--json", action="store_true", help="print the verdicts as JSON (for scripts)")
     gate_parser.set_defaults(handler=_cmd_gate)
     accept_parser = subparsers.add_parser("accept", help="write golden values from a run (explicit request only)")
     accept_parser.add_argument("run", help="run folder holding records.csv")

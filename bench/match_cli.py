@@ -79,7 +79,47 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", default="runs/match", help="output folder (records.csv, run.json, table.md)")
+    parser.add_argument("--weights", action="append", metavar="FOLDER|FILE|METHOD=FILE",
+                        help="load trained weights: a folder, one file (with one method) or METHOD=FILE (repeatable); "
+                        "default: untrained networks (classical matchers need none)")
     parser.set_defaults(handler=run_match)
+
+
+def matcher_names(items: list[str]) -> list[str]:
+    """Resolve ``-m`` items to methods with a correspondence step (``has_match`` on their card).
+
+    A name that is not a matcher is a UserError naming the valid ones; a pattern keeps only its matchers."""
+    from methods.registry import card, cards, resolve
+
+    valid = ", ".join(c.name for c in cards() if c.has_match)
+    names: list[str] = []
+    for item in items:
+        hits = resolve([item])
+        if any(ch in item for ch in "*?["):
+            hits = [n for n in hits if card(n).has_match]
+            if not hits:
+                raise UserError(f"no matcher matches {item!r}; matchers: {valid}")
+        else:
+            for name in hits:
+                if not card(name).has_match:
+                    raise UserError(f"{name} is not a matcher (it has no correspondence step); matchers: {valid}")
+        names.extend(n for n in hits if n not in names)
+    return names
+
+
+def _load_match_weights(methods: dict[str, Any], values: list[str] | None) -> None:
+    """Apply ``--weights`` (bench.weights.parse_weights_option) to the built matchers."""
+    if not values:
+        return
+    from bench.weights import parse_weights_option, try_load, weights_dir
+
+    option = parse_weights_option(values, list(methods))
+    for name, method in methods.items():
+        if name in option.files:
+            method.load_weights(option.files[name])
+        elif option.folder is not None and (problem := try_load(method, weights_dir(option.folder))) is not None:
+            if method.info.weights:
+                raise UserError(f"{name}: {problem}")
 
 
 def _json_ready(value: Any) -> Any:
@@ -98,24 +138,21 @@ def _data_root(text: str | None) -> Path | None:
 
 
 def run_match(args: argparse.Namespace) -> int:
-    from methods.registry import create, resolve
+    from methods.registry import create
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError(f"--max-frames must be >= 1; got {args.max_frames}")
-    names = resolve(args.methods)
+    names = matcher_names(args.methods)
     methods = {name: create(name, scale=args.scale, device=args.device) for name in names}
+    _load_match_weights(methods, args.weights)
     if args.search_radius < 0:
         raise UserError(f"--search-radius must be >= 0; got {args.search_radius}")
     for name, method in methods.items():
         # Matchers with a configurable window search the protocol's window (recorded in their info).
         if hasattr(method, "with_search_radius"):
             methods[name] = method.with_search_radius(args.search_radius)
-    for name, method in methods.items():
-        if not callable(getattr(method, "match", None)):
-            raise UserError(f"method {name!r} has no match() step; matchers: zncc, zncc_blurry, patchmatch, "
-                            "dense_sift, dense_sift_blurry (and methods with an explicit correspondence step)")
     data_root = _data_root(args.data)
     passes = args.passes if args.dataset == "sintel" else ["clean"]
     plans = []

@@ -172,7 +172,7 @@ def _sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _download_https(url: str, part: Path) -> None:
+def _download_https(url: str, part: Path, target: Path) -> None:
     """Stream ``url`` into ``part`` with a progress bar; a short body or an HTML page is a UserError."""
     from tqdm import tqdm
 
@@ -194,7 +194,7 @@ def _download_https(url: str, part: Path) -> None:
     except (urllib.error.URLError, OSError, ValueError) as error:
         raise UserError(
             f"could not download {url}: {error}. If this machine is offline, download the file elsewhere "
-            f"and place it in the weights folder under its official name"
+            f"and place it at {target}"
         ) from error
     if expected is not None and received != expected:
         raise UserError(f"download of {url} was cut short: {received} of {expected} bytes; run the fetch again")
@@ -262,7 +262,7 @@ def _fetch_one(method_card: MethodCard, weight: WeightFile, folder: Path) -> Pat
         if weight.source == "gdrive":
             _download_gdrive(weight.url, part)
         else:
-            _download_https(weight.url, part)
+            _download_https(weight.url, part, target)
         _reject_html(part, weight.url)
         got = _sha256_of(part)
         if weight.sha256 is not None:

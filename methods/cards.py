@@ -44,8 +44,8 @@ class WeightFile:
     def __post_init__(self) -> None:
         if self.source not in WEIGHT_SOURCES:
             raise ValueError(f"{self.file_name}: source must be one of {WEIGHT_SOURCES}; got {self.source!r}")
-        if not self.url.startswith("https://"):
-            raise ValueError(f"{self.file_name}: url must be an https:// URL; got {self.url!r}")
+        if not self.url.startswith(("https://", "http://")) or " " in self.url:
+            raise ValueError(f"{self.file_name}: url must be a URL (built-in cards: https); got {self.url!r}")
 
 
 @dataclass(frozen=True)

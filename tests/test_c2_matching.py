@@ -143,7 +143,9 @@ def test_correspondence_indices_equal_official(official_run: dict[str, object], 
     intermediates = np.load(fixture_dir / "intermediates.npz")
     max_idx, max_val = official_run["matching"]
     assert torch.equal(max_idx[0], torch.from_numpy(intermediates["net_map.max_idx"]))
-    assert (max_val[0] - torch.from_numpy(intermediates["net_map.max_val"])).abs().max().item() <= 1e-5
+    # max_val is a float32 cosine in [-1, 1]; the fixture README ("Numerical reference and tolerances") promises
+    # exact indices and suggests atol 1e-4 on float values -- nothing tighter (a fresh machine measured 2.36e-5).
+    assert (max_val[0] - torch.from_numpy(intermediates["net_map.max_val"])).abs().max().item() <= 1e-4
     for layer in ("relu3_1", "relu2_1", "relu1_1"):
         expected = torch.from_numpy(intermediates[f"net_map.pre_offset.{layer}"])
         assert torch.equal(official_run["net_map"][0][layer], expected), layer
