@@ -530,10 +530,7 @@ HEAVY_AT_SMALL_SIZE = frozenset(
 
 
 def _create(name: str) -> Any:
-    try:
-        return registry.create(name, scale=4)
-    except UserError:
-        return registry.create(name, scale=8)  # x8-only methods (CC-Net / RefSR-Net)
+    return registry.create(name, scale=registry.card(name).default_scale)  # x8-only methods: RefSR-Net
 
 
 @functools.cache

@@ -27,10 +27,7 @@ THREADS = int(os.environ.get("REFSR_BENCH_THREADS", "1"))
 
 
 def _create(name: str) -> Any:
-    try:
-        return registry.create(name, scale=4, device="cpu")
-    except UserError:
-        return registry.create(name, scale=8, device="cpu")  # x8-only methods (CC-Net / RefSR-Net)
+    return registry.create(name, scale=registry.card(name).default_scale, device="cpu")  # x8-only: RefSR-Net
 
 
 @pytest.mark.parametrize("name", registry.list_methods())
