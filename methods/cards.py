@@ -123,39 +123,23 @@ _TORCHVISION_VGG19 = WeightFile(
     layout="torchvision.models:vgg19",
 )
 
-_BICUBIC = {
-    "task": "sisr",
-    "scales": (2, 3, 4, 8),
-    "any_scale_from": 2,
-    "inputs": ("lr",),
-    "venue": "-",
-    "year": 0,
-    "official_repo": None,
-    "license": "-",
-    "trained": False,
-}
+_BICUBIC = MethodCard(
+    name="bicubic",
+    factory="methods.bicubic:bicubic",
+    task="sisr",
+    scales=(2, 3, 4, 8),
+    any_scale_from=2,
+    inputs=("lr",),
+    title="Bicubic interpolation (pil)",
+    venue="-",
+    year=0,
+    official_repo=None,
+    license="-",
+    trained=False,
+)
 
 _MASA_REPO = "https://github.com/dvlab-research/MASA-SR"
-_MASA = {
-    "task": "refsr",
-    "scales": (4,),
-    "inputs": ("lr", "ref", "ref_lr"),
-    "title": "MASA-SR: Matching Acceleration and Spatial Adaptation for Reference-Based Image Super-Resolution",
-    "venue": "CVPR",
-    "year": 2021,
-    "official_repo": _MASA_REPO,
-    "license": "no licence file in the official repository (all rights reserved); research use of the weights",
-    "parts": {
-        "encoder": "enc",
-        "matching": "matching",
-        "extraction": "transfer",
-        "decoder": "decoder",
-        "spatial_adaptation": "decoder.pAda",
-    },
-    "has_match": True,
-    "lr_multiple": 8,
-    "parameters": 4_028_291,  # masa.md: 210 entries, 4,028,291 parameters
-}
+_MASA_LICENSE = "no licence file in the official repository (all rights reserved); research use of the weights"
 
 
 def _masa_file(file_name: str) -> WeightFile:
@@ -163,32 +147,40 @@ def _masa_file(file_name: str) -> WeightFile:
         file_name=file_name,
         url=_MASA_REPO,
         sha256=None,
-        license=_MASA["license"],  # type: ignore[arg-type]
+        license=_MASA_LICENSE,
         role="net",
         source="manual",
         note="the README's Google Drive link (no direct file link is documented)",
     )
 
 
-_TTSR_REPO = "https://github.com/researchmm/TTSR"
-_TTSR = {
-    "task": "refsr",
-    "scales": (4,),
-    "inputs": ("lr", "ref"),
-    "title": "Learning Texture Transformer Network for Image Super-Resolution",
-    "venue": "CVPR",
-    "year": 2020,
-    "official_repo": _TTSR_REPO,
-    "license": "MIT",
-    "parts": {
-        "matching": "SearchTransfer.relevance",
-        "search_transfer": "SearchTransfer",
-        "extractor": "LTE",
-        "backbone": "MainNet",
+_MASA_REC = MethodCard(
+    name="masa_rec",
+    factory="methods.masa:masa_rec",
+    task="refsr",
+    scales=(4,),
+    inputs=("lr", "ref", "ref_lr"),
+    title="MASA-SR: Matching Acceleration and Spatial Adaptation for Reference-Based Image Super-Resolution",
+    venue="CVPR",
+    year=2021,
+    official_repo=_MASA_REPO,
+    license=_MASA_LICENSE,
+    variant="rec",
+    aliases=("masa",),
+    weights=(_masa_file("masa_rec.pth"),),
+    parts={
+        "encoder": "enc",
+        "matching": "matching",
+        "extraction": "transfer",
+        "decoder": "decoder",
+        "spatial_adaptation": "decoder.pAda",
     },
-    "has_match": True,
-    "parameters": 6_729_615,  # ttsr.md: released layout without the training-only LTE copy
-}
+    has_match=True,
+    lr_multiple=8,
+    parameters=4_028_291,  # masa.md: 210 entries, 4,028,291 parameters
+)
+
+_TTSR_REPO = "https://github.com/researchmm/TTSR"
 
 
 def _ttsr_file(file_name: str) -> WeightFile:
@@ -203,24 +195,31 @@ def _ttsr_file(file_name: str) -> WeightFile:
     )
 
 
-_SRNTT_PORT = "https://github.com/S-aiueo32/srntt-pytorch"
-_SRNTT = {
-    "task": "refsr",
-    "scales": (4,),
-    "inputs": ("lr", "ref"),
-    "title": "Image Super-Resolution by Neural Texture Transfer",
-    "venue": "CVPR",
-    "year": 2019,
-    "official_repo": _SRNTT_PORT,  # the PyTorch port evaluated here; the TF original is ZZUTK/SRNTT
-    "license": "Apache-2.0 (srntt-pytorch port)",
-    "parts": {
-        "matching": "swapper.correlation",
-        "extractor": "vgg",
-        "content_extractor": "content_extractor",
-        "texture_transfer": "texture_transfer",
+_TTSR_REC = MethodCard(
+    name="ttsr_rec",
+    factory="methods.ttsr:ttsr_rec",
+    task="refsr",
+    scales=(4,),
+    inputs=("lr", "ref"),
+    title="Learning Texture Transformer Network for Image Super-Resolution",
+    venue="CVPR",
+    year=2020,
+    official_repo=_TTSR_REPO,
+    license="MIT",
+    variant="rec",
+    aliases=("ttsr",),
+    weights=(_ttsr_file("TTSR-rec.pt"),),
+    parts={
+        "matching": "SearchTransfer.relevance",
+        "search_transfer": "SearchTransfer",
+        "extractor": "LTE",
+        "backbone": "MainNet",
     },
-    "has_match": True,
-}
+    has_match=True,
+    parameters=6_729_615,  # ttsr.md: released layout without the training-only LTE copy
+)
+
+_SRNTT_PORT = "https://github.com/S-aiueo32/srntt-pytorch"
 
 
 def _srntt_files(generator_file: str) -> tuple[WeightFile, ...]:
@@ -236,18 +235,66 @@ def _srntt_files(generator_file: str) -> tuple[WeightFile, ...]:
     return (generator, _TORCHVISION_VGG19)
 
 
+_SRNTT = MethodCard(
+    name="srntt",
+    factory="methods.srntt:srntt",
+    task="refsr",
+    scales=(4,),
+    inputs=("lr", "ref"),
+    title="Image Super-Resolution by Neural Texture Transfer",
+    venue="CVPR",
+    year=2019,
+    official_repo=_SRNTT_PORT,  # the PyTorch port evaluated here; the TF original is ZZUTK/SRNTT
+    license="Apache-2.0 (srntt-pytorch port)",
+    variant="gan",
+    weights=_srntt_files("netG_100.pth"),
+    parts={
+        "matching": "swapper.correlation",
+        "extractor": "vgg",
+        "content_extractor": "content_extractor",
+        "texture_transfer": "texture_transfer",
+    },
+    has_match=True,
+)
+
 _C2_REPO = "https://github.com/yumingj/C2-Matching"
 _C2_LICENSE = "Apache-2.0 (repository LICENSE; its README says MIT)"
-_C2 = {
-    "task": "refsr",
-    "scales": (4,),
-    "inputs": ("lr", "ref"),
-    "title": "Robust Reference-based Super-Resolution via C²-Matching",
-    "venue": "CVPR",
-    "year": 2021,
-    "official_repo": _C2_REPO,
-    "license": _C2_LICENSE,
-    "parts": {
+
+
+def _c2_files(restoration_file: str) -> tuple[WeightFile, ...]:
+    def official(file_name: str, role: str) -> WeightFile:
+        return WeightFile(
+            file_name=file_name,
+            url=_C2_REPO,
+            sha256=None,
+            license=_C2_LICENSE,
+            role=role,
+            source="manual",
+            note="the README's Google Drive link (no direct file link is documented)",
+        )
+
+    return (
+        official(restoration_file, "net_g"),
+        official("feature_extraction.pth", "net_extractor"),
+        replace(_TORCHVISION_VGG19, role="net_map.vgg"),
+    )
+
+
+_C2_REC = MethodCard(
+    name="c2_matching_rec",
+    factory="methods.c2_matching:c2_matching_rec",
+    task="refsr",
+    scales=(4,),
+    inputs=("lr", "ref"),
+    title="Robust Reference-based Super-Resolution via C²-Matching",
+    venue="CVPR",
+    year=2021,
+    official_repo=_C2_REPO,
+    license=_C2_LICENSE,
+    variant="rec",
+    aliases=("c2_matching",),
+    weights=_c2_files("c2_matching_restoration_mse.pth"),
+    parts={
         "matching": "net_map.matching",
         "extractor": "net_extractor",
         "vgg": "net_map.vgg",
@@ -255,51 +302,49 @@ _C2 = {
         "content": "net_g.content_extractor",
         "aggregation": "net_g.dyn_agg_restore",
     },
-    "has_match": True,
-}
+    has_match=True,
+)
 
+_SSEN = MethodCard(
+    name="ssen",
+    factory="methods.ssen:ssen",
+    task="refsr",
+    scales=(4,),
+    inputs=("lr", "ref"),
+    title="Robust Reference-based Super-Resolution with Similarity-Aware Deformable Convolution",
+    venue="CVPR",
+    year=2020,
+    official_repo=None,
+    license="benchmark reimplementation from the paper (no official code or weights)",
+    variant="rec",
+    parts={
+        "matching": "ssen",
+        "alignment": "ssen",
+        "lr_head": "lr_head",
+        "ref_head": "ref_head",
+        "extractor": "trunk",
+        "fusion": "fusion",
+        "reconstruction": "recon_body",
+        "upsampler": "upsampler",
+    },
+    lr_multiple=8,
+    parameters=3_257_515,  # ssen.md §4
+)
 
-def _c2_file(file_name: str, role: str) -> WeightFile:
-    return WeightFile(
-        file_name=file_name,
-        url=_C2_REPO,
-        sha256=None,
-        license=_C2_LICENSE,
-        role=role,
-        source="manual",
-        note="the README's Google Drive link (no direct file link is documented); put it in the weights folder",
-    )
-
-
-def _c2_files(restoration_file: str) -> tuple[WeightFile, ...]:
-    return (
-        _c2_file(restoration_file, "net_g"),
-        _c2_file("feature_extraction.pth", "net_extractor"),
-        replace(_TORCHVISION_VGG19, role="net_map.vgg"),
-    )
-
-
-_SSEN = {
-    "scales": (4,),
-    "title": "Robust Reference-based Super-Resolution with Similarity-Aware Deformable Convolution",
-    "venue": "CVPR",
-    "year": 2020,
-    "official_repo": None,
-    "license": "benchmark reimplementation from the paper (no official code or weights)",
-    "variant": "rec",
-}
-
-_REFSR_NET = {
-    "task": "refsr",
-    "inputs": ("lr", "ref"),
-    "title": "Learning Cross-scale Correspondence and Patch-based Synthesis for Reference-based "
+_REFSR_NET = MethodCard(
+    name="refsr_net",
+    factory="methods.refsr_net:refsr_net",
+    task="refsr",
+    scales=(8,),
+    inputs=("lr", "ref"),
+    title="Learning Cross-scale Correspondence and Patch-based Synthesis for Reference-based "
     "Super-Resolution (RefSR-Net: CC-Net + SS-Net)",
-    "venue": "BMVC",
-    "year": 2017,
-    "official_repo": None,
-    "license": "no official code; reimplementation under the project's MIT license",
-    "variant": "rec",
-    "parts": {
+    venue="BMVC",
+    year=2017,
+    official_repo=None,
+    license="no official code; reimplementation under the project's MIT license",
+    variant="rec",
+    parts={
         "matching": "matching",
         "extractor": "ccnet",
         "backbone": "ssnet",
@@ -307,40 +352,39 @@ _REFSR_NET = {
         "hr_features": "ssnet.hr_module",
         "fusion": "ssnet.pred",
     },
-    "has_match": True,
-}
+    has_match=True,
+)
 
-_CLASSICAL = {
-    "task": "matcher",
-    "scales": (1, 2, 3, 4, 8),
-    "inputs": ("lr", "ref"),
-    "official_repo": None,
-    "license": "n/a (own implementation)",
-    "variant": "classical",
-    "has_match": True,
-    "trained": False,
-}
-_ZNCC = {
-    "title": "Zero-mean normalised cross-correlation block matching (baseline row of CC-Net Table 2)",
-    "venue": "BMVC",
-    "year": 2017,
-}
-_SIFT = {
-    "title": "Dense SIFT descriptors (Lowe, 'Distinctive image features from scale-invariant keypoints')",
-    "venue": "IJCV",
-    "year": 2004,
-}
+_ZNCC = MethodCard(
+    name="zncc",
+    factory="methods.classical:zncc",
+    task="matcher",
+    scales=(1, 2, 3, 4, 8),
+    inputs=("lr", "ref"),
+    title="Zero-mean normalised cross-correlation block matching (baseline row of CC-Net Table 2)",
+    venue="BMVC",
+    year=2017,
+    official_repo=None,
+    license="n/a (own implementation)",
+    variant="classical",
+    has_match=True,
+    trained=False,
+)
+_DENSE_SIFT = replace(
+    _ZNCC,
+    name="dense_sift",
+    factory="methods.classical:dense_sift",
+    title="Dense SIFT descriptors (Lowe, 'Distinctive image features from scale-invariant keypoints')",
+    venue="IJCV",
+    year=2004,
+)
 
 BUILTIN_CARDS: tuple[MethodCard, ...] = (
-    MethodCard(name="bicubic", factory="methods.bicubic:bicubic", title="Bicubic interpolation (pil)", **_BICUBIC),
-    MethodCard(
-        name="bicubic_matlab", factory="methods.bicubic:bicubic_matlab", title="Bicubic interpolation (matlab)",
-        **_BICUBIC,
-    ),
-    MethodCard(
-        name="bicubic_matlab_u8", factory="methods.bicubic:bicubic_matlab_u8",
-        title="Bicubic interpolation (matlab_u8)", **_BICUBIC,
-    ),
+    _BICUBIC,
+    replace(_BICUBIC, name="bicubic_matlab", factory="methods.bicubic:bicubic_matlab",
+            title="Bicubic interpolation (matlab)"),
+    replace(_BICUBIC, name="bicubic_matlab_u8", factory="methods.bicubic:bicubic_matlab_u8",
+            title="Bicubic interpolation (matlab_u8)"),
     MethodCard(
         name="carn_m",
         factory="methods.carn_m:carn_m",
@@ -362,38 +406,18 @@ BUILTIN_CARDS: tuple[MethodCard, ...] = (
         ),
         parts={"backbone": "network"},
     ),
-    MethodCard(
-        name="masa_rec", factory="methods.masa:masa_rec", variant="rec", aliases=("masa",),
-        weights=(_masa_file("masa_rec.pth"),), **_MASA,  # type: ignore[arg-type]
-    ),
-    MethodCard(
-        name="masa_gan", factory="methods.masa:masa_gan", variant="gan",
-        weights=(_masa_file("masa.pth"),), **_MASA,  # type: ignore[arg-type]
-    ),
-    MethodCard(
-        name="ttsr_rec", factory="methods.ttsr:ttsr_rec", variant="rec", aliases=("ttsr",),
-        weights=(_ttsr_file("TTSR-rec.pt"),), **_TTSR,  # type: ignore[arg-type]
-    ),
-    MethodCard(
-        name="ttsr_gan", factory="methods.ttsr:ttsr_gan", variant="gan",
-        weights=(_ttsr_file("TTSR.pt"),), **_TTSR,  # type: ignore[arg-type]
-    ),
-    MethodCard(
-        name="srntt", factory="methods.srntt:srntt", variant="gan",
-        weights=_srntt_files("netG_100.pth"), **_SRNTT,  # type: ignore[arg-type]
-    ),
-    MethodCard(
-        name="srntt_rec", factory="methods.srntt:srntt_rec", variant="rec",
-        weights=_srntt_files("netG_pre005.pth"), **_SRNTT,  # type: ignore[arg-type]
-    ),
-    MethodCard(
-        name="c2_matching_rec", factory="methods.c2_matching:c2_matching_rec", variant="rec",
-        aliases=("c2_matching",), weights=_c2_files("c2_matching_restoration_mse.pth"), **_C2,  # type: ignore[arg-type]
-    ),
-    MethodCard(
-        name="c2_matching_gan", factory="methods.c2_matching:c2_matching_gan", variant="gan",
-        weights=_c2_files("c2_matching_restoration.pth"), **_C2,  # type: ignore[arg-type]
-    ),
+    _MASA_REC,
+    replace(_MASA_REC, name="masa_gan", factory="methods.masa:masa_gan", variant="gan", aliases=(),
+            weights=(_masa_file("masa.pth"),)),
+    _TTSR_REC,
+    replace(_TTSR_REC, name="ttsr_gan", factory="methods.ttsr:ttsr_gan", variant="gan", aliases=(),
+            weights=(_ttsr_file("TTSR.pt"),)),
+    _SRNTT,
+    replace(_SRNTT, name="srntt_rec", factory="methods.srntt:srntt_rec", variant="rec",
+            weights=_srntt_files("netG_pre005.pth")),
+    _C2_REC,
+    replace(_C2_REC, name="c2_matching_gan", factory="methods.c2_matching:c2_matching_gan", variant="gan",
+            aliases=(), weights=_c2_files("c2_matching_restoration.pth")),
     MethodCard(
         name="crossnet",
         factory="methods.crossnet:crossnet",
@@ -409,23 +433,13 @@ BUILTIN_CARDS: tuple[MethodCard, ...] = (
         parts={"alignment": "FlowNet", "encoder": "Encoder", "decoder": "UNet_decoder_2"},
         has_match=True,
     ),
-    MethodCard(
-        name="ssen", factory="methods.ssen:ssen", task="refsr", inputs=("lr", "ref"), lr_multiple=8,
-        parameters=3_257_515,  # ssen.md §4
-        parts={
-            "matching": "ssen",
-            "alignment": "ssen",
-            "lr_head": "lr_head",
-            "ref_head": "ref_head",
-            "extractor": "trunk",
-            "fusion": "fusion",
-            "reconstruction": "recon_body",
-            "upsampler": "upsampler",
-        },
-        **_SSEN,  # type: ignore[arg-type]
-    ),
-    MethodCard(
-        name="ssen_self", factory="methods.ssen:ssen_self", task="sisr", inputs=("lr",), lr_multiple=8,
+    _SSEN,
+    replace(
+        _SSEN,
+        name="ssen_self",
+        factory="methods.ssen:ssen_self",
+        task="sisr",
+        inputs=("lr",),
         parts={
             "matching": "ssen",
             "alignment": "ssen",
@@ -434,13 +448,17 @@ BUILTIN_CARDS: tuple[MethodCard, ...] = (
             "fusion": "fusion",
             "upsampler": "upsampler",
         },
-        **_SSEN,  # type: ignore[arg-type]
+        parameters=None,
     ),
-    MethodCard(
-        name="ssen_baseline", factory="methods.ssen:ssen_baseline", task="sisr", inputs=("lr",),
-        parameters=1_517_571,  # ssen.md §4.4 (EDSR-baseline x4 + bicubic skip)
+    replace(
+        _SSEN,
+        name="ssen_baseline",
+        factory="methods.ssen:ssen_baseline",
+        task="sisr",
+        inputs=("lr",),
         parts={"lr_head": "lr_head", "extractor": "trunk", "reconstruction": "recon_body", "upsampler": "upsampler"},
-        **_SSEN,  # type: ignore[arg-type]
+        lr_multiple=1,
+        parameters=1_517_571,  # ssen.md §4.4 (EDSR-baseline x4 + bicubic skip)
     ),
     MethodCard(
         name="e2ent2",
@@ -458,22 +476,20 @@ BUILTIN_CARDS: tuple[MethodCard, ...] = (
         has_match=True,
         parameters=3_402_566,  # e2ent2.md §4
     ),
-    MethodCard(name="refsr_net", factory="methods.refsr_net:refsr_net", scales=(8,), **_REFSR_NET),  # type: ignore[arg-type]
-    MethodCard(name="refsr_net_x4", factory="methods.refsr_net:refsr_net_x4", scales=(4,), **_REFSR_NET),  # type: ignore[arg-type]
-    MethodCard(name="zncc", factory="methods.classical:zncc", **_ZNCC, **_CLASSICAL),  # type: ignore[arg-type]
-    MethodCard(name="zncc_blurry", factory="methods.classical:zncc_blurry", **_ZNCC, **_CLASSICAL),  # type: ignore[arg-type]
-    MethodCard(
+    _REFSR_NET,
+    replace(_REFSR_NET, name="refsr_net_x4", factory="methods.refsr_net:refsr_net_x4", scales=(4,)),
+    _ZNCC,
+    replace(_ZNCC, name="zncc_blurry", factory="methods.classical:zncc_blurry"),
+    replace(
+        _ZNCC,
         name="patchmatch",
         factory="methods.classical:patchmatch",
         title="PatchMatch: a randomized correspondence algorithm for structural image editing",
         venue="SIGGRAPH",
         year=2009,
-        **_CLASSICAL,  # type: ignore[arg-type]
     ),
-    MethodCard(name="dense_sift", factory="methods.classical:dense_sift", **_SIFT, **_CLASSICAL),  # type: ignore[arg-type]
-    MethodCard(
-        name="dense_sift_blurry", factory="methods.classical:dense_sift_blurry", **_SIFT, **_CLASSICAL,  # type: ignore[arg-type]
-    ),
+    _DENSE_SIFT,
+    replace(_DENSE_SIFT, name="dense_sift_blurry", factory="methods.classical:dense_sift_blurry"),
 )
 
 
