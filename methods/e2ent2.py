@@ -38,7 +38,6 @@ PATCH_NORMS = ("l2", "l1")
 MATCH_CHUNK_ELEMENTS = 2**24
 MATCH_LR_BAND_POSITIONS = 4096  # LR patches per band (bounds the unfolded LR band: 576 x 4096 floats)
 
-_TITLE = "Feature Representation Matters: End-to-End Learning for Reference-based Image Super-resolution"
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -516,7 +516,6 @@ class SRNTTMethod:
         return self.module, inputs
 
 
-_PORT_REPO = "https://github.com/S-aiueo32/srntt-pytorch"
 _CHOICES = {
     "implementation": "PyTorch port S-aiueo32/srntt-pytorch (MASA Table 2's 5.75M); not the TF original ZZUTK/SRNTT",
     "params": "5,746,246 generator parameters (5,746,252 with use_weights); the frozen VGG19 (20,024,384 stored, "

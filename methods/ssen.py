@@ -37,7 +37,6 @@ SUPPORTED_SCALES = (4,)
 NL_CHUNK_ELEMENTS = 2**24
 LEAKY_SLOPE = 0.1
 
-_TITLE = "Robust Reference-based Super-Resolution with Similarity-Aware Deformable Convolution"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -431,13 +430,9 @@ def _check_scale(name: str, scale: int) -> None:
         raise UserError(f"{name} supports scale {', '.join(map(str, SUPPORTED_SCALES))} only, got {scale}")
 
 
-def _info(
-    name: str, *, inputs: tuple[str, ...], parts: dict[str, str], choices: dict[str, str], multiple: int
-) -> MethodInfo:
-    info = info_from_card(builtin_card(name), scale=4, choices=choices)
-    if (info.inputs, dict(info.parts), info.lr_multiple) != (inputs, parts, multiple):
-        raise AssertionError(f"methods.cards: the {name} card disagrees with the network built here")
-    return info
+def _info(name: str, choices: dict[str, str]) -> MethodInfo:
+    """Facts (inputs, parts, lr_multiple, paper) from the method's card; ``choices`` from the factory."""
+    return info_from_card(builtin_card(name), scale=4, choices=choices)
 
 
 def ssen(*, scale: int = 4, device: str = "cpu") -> SSENMethod:
@@ -459,17 +454,7 @@ def ssen(*, scale: int = 4, device: str = "cpu") -> SSENMethod:
             "parameters": format_counts(counts),
         }
     )
-    parts = {
-        "matching": "ssen",
-        "alignment": "ssen",
-        "lr_head": "lr_head",
-        "ref_head": "ref_head",
-        "extractor": "trunk",
-        "fusion": "fusion",
-        "reconstruction": "recon_body",
-        "upsampler": "upsampler",
-    }
-    info = _info("ssen", inputs=("lr", "ref"), parts=parts, choices=choices, multiple=8)
+    info = _info("ssen", choices)
     return SSENMethod(info, module, device, counts)
 
 
@@ -487,8 +472,7 @@ def ssen_baseline(*, scale: int = 4, device: str = "cpu") -> SSENMethod:
             "parameters": format_counts(counts),
         }
     )
-    parts = {"lr_head": "lr_head", "extractor": "trunk", "reconstruction": "recon_body", "upsampler": "upsampler"}
-    info = _info("ssen_baseline", inputs=("lr",), parts=parts, choices=choices, multiple=1)
+    info = _info("ssen_baseline", choices)
     return SSENMethod(info, module, device, counts)
 
 
@@ -511,13 +495,5 @@ def ssen_self(*, scale: int = 4, device: str = "cpu") -> SSENMethod:
             "parameters": format_counts(counts),
         }
     )
-    parts = {
-        "matching": "ssen",
-        "alignment": "ssen",
-        "head": "head",
-        "backbone": "groups",
-        "fusion": "fusion",
-        "upsampler": "upsampler",
-    }
-    info = _info("ssen_self", inputs=("lr",), parts=parts, choices=choices, multiple=8)
+    info = _info("ssen_self", choices)
     return SSENMethod(info, module, device, counts)

@@ -467,7 +467,6 @@ def _check_forward_shapes(lr: torch.Tensor, lrsr: torch.Tensor, ref: torch.Tenso
 # --------------------------------------------------------------------------------------------------
 # Benchmark wrapper
 
-_OFFICIAL_REPO = "https://github.com/researchmm/TTSR"
 _CHOICES: dict[str, str] = {
     "LTE_copy": "left out: training-only frozen copy, never saved; state_dict = released layout "
     "(6,729,615 params; 7,284,955 with the copy)",
