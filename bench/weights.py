@@ -308,6 +308,7 @@ def fetch(name: str, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     done: list[Path] = []
     manual: list[tuple[WeightFile, Path]] = []
+    failures: list[str] = []
     for entry in {e.file.file_name: e for e in entries}.values():
         target = folder / entry.file.file_name
         if target.is_file() and (entry.file.sha256 is None or _sha256_of(target) == entry.file.sha256):
@@ -316,7 +317,10 @@ def fetch(name: str, folder: Path) -> list[Path]:
         if entry.file.source == "manual":
             manual.append((entry.file, target))
             continue
-        done.append(_fetch_one(card(entry.method), entry.file, folder))
-    if manual:
-        raise UserError(_manual_message(manual))
+        try:
+            done.append(_fetch_one(card(entry.method), entry.file, folder))
+        except UserError as error:  # try the other files; report every problem at the end
+            failures.append(str(error))
+    if manual or failures:
+        raise UserError("\n".join([*failures, *([_manual_message(manual)] if manual else [])]))
     return done

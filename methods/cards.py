@@ -150,7 +150,7 @@ def _masa_file(file_name: str) -> WeightFile:
         license=_MASA_LICENSE,
         role="net",
         source="manual",
-        note="the README's Google Drive link (no direct file link is documented)",
+        note="via the README's Google Drive link",
     )
 
 
@@ -191,7 +191,7 @@ def _ttsr_file(file_name: str) -> WeightFile:
         license="MIT",
         role="net",
         source="manual",
-        note="the README's OneDrive / Baidu / Google Drive links (no direct file link is documented)",
+        note="via the README's OneDrive / Baidu / Google Drive links",
     )
 
 
@@ -230,7 +230,7 @@ def _srntt_files(generator_file: str) -> tuple[WeightFile, ...]:
         license="Apache-2.0 (port repository; weights licence unstated)",
         role="net_g",
         source="manual",
-        note="the README's Google Drive folder (file names undocumented; no direct file link)",
+        note="via the README's Google Drive folder; the file names there are undocumented",
     )
     return (generator, _TORCHVISION_VGG19)
 
@@ -270,7 +270,7 @@ def _c2_files(restoration_file: str) -> tuple[WeightFile, ...]:
             license=_C2_LICENSE,
             role=role,
             source="manual",
-            note="the README's Google Drive link (no direct file link is documented)",
+            note="via the README's Google Drive link",
         )
 
     return (
