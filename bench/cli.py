@@ -81,11 +81,17 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print("\n".join(list_methods(args.pattern)))
     elif args.what == "protocols":
         from protocols.datasets import DATASETS
+        from protocols.metrics import METRICS
         from protocols.spec import PRESETS, list_presets
 
-        print("datasets (use -p DATASET[:PRESET]):")
+        print("datasets (quality: run -p DATASET[:PRESET]; matching: match -d DATASET):")
         for name, dataset in sorted(DATASETS.items()):
-            print(f"  {name:16s} {dataset.layout}")
+            print(f"  {name:16s} {dataset.kind:8s} {dataset.display_name}: {dataset.layout}")
+        print("metrics:")
+        for name, metric in METRICS.items():
+            direction = "higher is better" if metric.higher_is_better else "lower is better"
+            print(f"  {name:16s} {metric.label} ({metric.channels}{', ' + metric.unit if metric.unit else ''}, "
+                  f"{direction})")
         print("presets:")
         for name in list_presets(args.pattern):
             print(f"  {name:16s} {PRESETS[name].description}")
@@ -116,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="refsr-bench", description="Reference-based SR benchmark and reproducibility suite"
     )
-    parser.add_argument("--plugin", action="append", default=[], help="a Python file that registers your own method")
+    parser.add_argument("--plugin", action="append", default=[],
+                        help="a Python file that registers your own method, dataset or metric")
     sub = parser.add_subparsers(dest="verb", required=True)
 
     run_parser = sub.add_parser("run", help="evaluate methods on one protocol, writing per-image records")

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from protocols.datasets import DATASETS, DatasetLabels
+from protocols.metrics import METRICS
 from protocols.spec import PRESETS, ProtocolSpec
 from reports.collect import CostEntry, Mean, Results, means
 from reports.paper_values import PaperValue, lookup
@@ -43,19 +45,11 @@ REASON_ABBREVIATIONS = {
     REASON_NO_MATCHING: "n/a",
 }
 
-# metric -> (label, higher is better, decimals, unit). Directions: higher PSNR/SSIM/accuracy is better, lower
-# LPIPS/MACs/latency/parameters is better.
-QUALITY_METRICS: dict[str, tuple[str, bool, int, str]] = {
-    "psnr_y": ("PSNR-Y", True, 2, "dB"),
-    "ssim_y": ("SSIM-Y", True, 3, ""),
-    "psnr_rgb": ("PSNR-RGB", True, 2, "dB"),
-    "ssim_rgb": ("SSIM-RGB", True, 3, ""),
-    "lpips": ("LPIPS", False, 4, ""),
-}
-LEVEL_NAMES = {"level:1": "XH", "level:2": "H", "level:3": "M", "level:4": "L", "level:5": "XL"}
-DATASET_NAMES = {"cufed5": "CUFED5", "sun80": "Sun80", "urban100": "Urban100", "manga109": "Manga109",
-                 "wrsr": "WR-SR", "flickr1024": "Flickr1024", "set5": "Set5", "set14": "Set14", "b100": "B100",
-                 "sintel": "Sintel", "lf_video": "LF video"}
+# Quality metrics (label, direction, decimals, unit) are the metric cards; dataset column labels and CUFED5's
+# level names are on the dataset cards. Both registries are read live, so plugin cards appear in the tables.
+QUALITY_METRICS = METRICS
+DATASET_NAMES = DatasetLabels()
+LEVEL_NAMES = dict(DATASETS["cufed5"].level_names)
 DEFAULT_COST_SETTING = ("128x128", "512x512")  # MASA-SR Table 2 setting: LR 128², Ref 512²
 ACCURACY_METRIC = re.compile(r"^acc_le_(\d+)px$")
 
@@ -195,8 +189,6 @@ def default_level(preset: str, dataset: str) -> str | None:
     policy = spec.reference_policy_for(dataset)
     if policy != "auto":
         return policy
-    from protocols.datasets import DATASETS
-
     dataset_def = DATASETS.get(dataset)
     if dataset_def is None:
         return None
@@ -434,11 +426,11 @@ def quality_columns(datasets: list[tuple[str, str | None, str | None]], metrics:
         if label_with_level:
             group = LEVEL_NAMES.get(level or "", level or group)
         for metric, paper_metric in metrics:
-            label, higher, decimals, unit = QUALITY_METRICS[metric]
+            card = QUALITY_METRICS[metric]
             columns.append(ColumnSpec(
-                key=f"{dataset}/{level or 'default'}/{metric}", group=group, label=label, source="quality",
-                dataset=dataset, level=level, metric=metric, higher_is_better=higher, decimals=decimals, unit=unit,
-                paper_split=paper_split, paper_metric=paper_metric))
+                key=f"{dataset}/{level or 'default'}/{metric}", group=group, label=card.label, source="quality",
+                dataset=dataset, level=level, metric=metric, higher_is_better=card.higher_is_better,
+                decimals=card.decimals, unit=card.unit, paper_split=paper_split, paper_metric=paper_metric))
     return tuple(columns)
 
 
@@ -527,8 +519,7 @@ PAPER_TABLES: tuple[PaperTableDef, ...] = (
         "ssen_t3", "SSEN T3", "SSEN Table 3: robustness across the five CUFED5 similarity levels",
         "Each level evaluated with its single reference (XH = level 1 … XL = level 5), ours under ssen2020.",
         "ssen2020",
-        quality_columns([("cufed5", f"level:{k}", name) for k, name in zip(range(1, 6), ("XH", "H", "M", "L", "XL"),
-                                                                            strict=True)], PS_Y, label_with_level=True),
+        quality_columns([("cufed5", level, name) for level, name in LEVEL_NAMES.items()], PS_Y, label_with_level=True),
     ),
     PaperTableDef(
         "e2ent2_t1", "E2ENT² T1", "E2ENT² Table 1: CUFED5 and Sun80 (SUN Hays)",
@@ -684,11 +675,12 @@ def audit_specs(values: Values) -> list[TableSpec]:
         if len(presets) < 2 or SUITE_PRESET not in presets:
             continue
         rows = tuple(sorted(presets, key=lambda p: (p != SUITE_PRESET, p)))
+        cards = [QUALITY_METRICS[m] for m in _quality_metrics_present(metrics_by[(method, dataset)])]
         columns = tuple(
-            ColumnSpec(key=f"{dataset}/{m}", group=DATASET_NAMES.get(dataset, dataset), label=QUALITY_METRICS[m][0],
-                       source="quality", dataset=dataset, metric=m, higher_is_better=QUALITY_METRICS[m][1],
-                       decimals=QUALITY_METRICS[m][2] + 1, unit=QUALITY_METRICS[m][3])
-            for m in _quality_metrics_present(metrics_by[(method, dataset)]))
+            ColumnSpec(key=f"{dataset}/{card.name}", group=DATASET_NAMES.get(dataset, dataset), label=card.label,
+                       source="quality", dataset=dataset, metric=card.name, higher_is_better=card.higher_is_better,
+                       decimals=card.decimals + 1, unit=card.unit)
+            for card in cards)
         specs.append(TableSpec(
             id=f"audit_{method}_{dataset}", title=f"Protocol audit: {method} on {DATASET_NAMES.get(dataset, dataset)}",
             caption="The same method under each paper preset, each with its own default reference policy; Δ is "
