@@ -296,6 +296,15 @@ PRESETS: dict[str, ProtocolSpec] = {
         ),
     )
 }
+_BUILTIN_PRESETS = frozenset(PRESETS)
+
+
+def register_preset(spec: ProtocolSpec) -> None:
+    """Add a plugin's preset (``refsr-bench --plugin FILE``), e.g. one that reports a plugin metric; it must not
+    shadow a built-in preset."""
+    if spec.name in _BUILTIN_PRESETS:
+        raise UserError(f"preset name {spec.name!r} is taken by a built-in preset")
+    PRESETS[spec.name] = spec
 
 
 def get_preset(name: str) -> ProtocolSpec:
