@@ -230,7 +230,8 @@ def _embedded(kind: str) -> Callable[[Path], list[DatasetItem]]:
 _REFSR = JobStep("refsr")
 _SISR = JobStep("sisr_std", methods=("bicubic_matlab", "carn_m"))
 _CCNET_MATCHING = JobStep("ccnet2017", kind="matching")
-_CCNET_QUALITY = JobStep("ccnet2017")
+# CC-Net Table 3 (×8): its rows the suite has; each runs only when its weights are installed
+_CCNET_QUALITY = JobStep("ccnet2017", methods=("bicubic", "refsr_net"))
 _SINTEL_LAYOUT = (
     "MPI-Sintel/{testing,training}/clean/<scene>/frame_NNNN.png; SR quality: frame t = input, frame t+1 = reference "
     "(testing/ when present: CC-Net Table 3's 552 pairs); matching also needs training/flow/<scene>/frame_NNNN.flo "

@@ -354,20 +354,23 @@ def spec_from_manifest(data: dict[str, Any]) -> ProtocolSpec | None:
         return None
 
 
-def _run_sentence(results: Results, dataset: str, preset: str) -> str | None:
+def _run_sentence(results: Results, dataset: str, preset: str, kind: str = "quality") -> str | None:
+    """The sentence of a run of (dataset, preset), preferring runs of ``kind`` (``quality`` or ``matching``): a
+    dataset such as Sintel has both under the name ``ccnet2017``."""
+    candidates = []
     for run in results.runs:
-        manifests = run.manifest.get("runs") or [run.manifest]
-        for manifest in manifests:
+        for manifest in run.manifest.get("runs") or [run.manifest]:
             spec_data = manifest.get("protocol_spec") or {}
-            if manifest.get("protocol") != dataset or spec_data.get("name") != preset:
-                continue
-            spec = spec_from_manifest(spec_data)
-            sentence = spec.sentence(dataset) if spec is not None else manifest.get("protocol_sentence")
-            policies = manifest.get("reference_policies") or []
-            if sentence and policies and spec is not None and policies != [default_level(spec.name, dataset)]:
-                sentence += f" Reference policies run: {', '.join(str(p) for p in policies)}."
-            if sentence:
-                return f"{DATASET_NAMES.get(dataset, dataset)} ({run.label}): {sentence}"
+            if manifest.get("protocol") == dataset and spec_data.get("name") == preset:
+                candidates.append((spec_data.get("kind", "quality") != kind, run, manifest, spec_data))
+    for _, run, manifest, spec_data in sorted(candidates, key=lambda c: c[0]):  # stable: run order otherwise
+        spec = spec_from_manifest(spec_data)
+        sentence = spec.sentence(dataset) if spec is not None else manifest.get("protocol_sentence")
+        policies = manifest.get("reference_policies") or []
+        if sentence and policies and spec is not None and policies != [default_level(spec.name, dataset)]:
+            sentence += f" Reference policies run: {', '.join(str(p) for p in policies)}."
+        if sentence:
+            return f"{DATASET_NAMES.get(dataset, dataset)} ({run.label}): {sentence}"
     return None
 
 
@@ -382,12 +385,13 @@ def protocol_sentences(spec: TableSpec, results: Results) -> tuple[str, ...]:
         return tuple(sentences)
     record_datasets = list(dict.fromkeys(c.dataset for c in spec.columns if c.source != "cost"))
     for dataset in record_datasets:
+        kind = "matching" if any(c.source == "matching" for c in spec.columns if c.dataset == dataset) else "quality"
         if spec.preset is None:
             presets = sorted({r.preset for r in results.records if r.protocol == dataset})
-            found = [s for s in (_run_sentence(results, dataset, p) for p in presets) if s]
+            found = [s for s in (_run_sentence(results, dataset, p, kind) for p in presets) if s]
             sentences += found or [f"{DATASET_NAMES.get(dataset, dataset)}: not run."]
             continue
-        sentence = _run_sentence(results, dataset, spec.preset)
+        sentence = _run_sentence(results, dataset, spec.preset, kind)
         if sentence is None and spec.preset in PRESETS:
             sentence = (f"{DATASET_NAMES.get(dataset, dataset)} (not run; the preset would be): "
                         f"{PRESETS[spec.preset].sentence(dataset)}")

@@ -21,7 +21,7 @@ from protocols.metrics import METRICS
 from protocols.spec import PRESETS
 from reports.collect import collect
 from reports.paper_values import load_paper_values
-from reports.tables import PAPER_TABLES, Availability, build_table, paper_table_spec
+from reports.tables import PAPER_TABLES, Availability, TableModel, build_table, paper_table_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -185,10 +185,14 @@ def test_cards_are_consistent_and_light() -> None:
 # CC-Net Table 3 from `run`
 
 
-def _table3_cell(results_dir: Path, method: str, dataset: str) -> tuple[float | None, str | None]:
+def _ccnet_table(table_id: str, results_dirs: list[Path]) -> TableModel:
     paper_values = load_paper_values()
-    definition = next(d for d in PAPER_TABLES if d.id == "ccnet_t3")
-    model = build_table(paper_table_spec(definition, paper_values), collect([results_dir]), paper_values, EVERYTHING)
+    definition = next(d for d in PAPER_TABLES if d.id == table_id)
+    return build_table(paper_table_spec(definition, paper_values), collect(results_dirs), paper_values, EVERYTHING)
+
+
+def _table3_cell(results_dir: Path, method: str, dataset: str) -> tuple[float | None, str | None]:
+    model = _ccnet_table("ccnet_t3", [results_dir])
     column = [c.dataset for c in model.spec.columns].index(dataset)
     cell = next(row for row in model.rows if row.key == method).cells[column]
     return cell.ours, cell.paper_text
@@ -219,6 +223,12 @@ def test_run_fills_ccnet_table3_sintel(shared: Path, tmp_path: Path) -> None:
 
     ours, paper = _table3_cell(out, "bicubic", "sintel")
     assert ours == pytest.approx(statistics.mean(float(r["value"]) for r in rows)) and paper == "30.59"
+    # beside the committed Sintel matching run (also preset ccnet2017), each table states its own protocol
+    matching_run = Path(__file__).resolve().parents[1] / "reports" / "results" / "matching" / "sintel"
+    table3 = _ccnet_table("ccnet_t3", [matching_run, out])  # each listed after the run of the other kind
+    table2 = _ccnet_table("ccnet_t2", [out, matching_run])
+    assert table3.sentences[0].startswith("Sintel") and "Preset ccnet2017: ×8" in table3.sentences[0]
+    assert "Matching accuracy" in table2.sentences[0]
 
 
 def _write_lf_video(path: Path) -> np.ndarray:
