@@ -124,43 +124,38 @@ def _list_methods(pattern: str, weights: str | None, as_json: bool) -> None:
           "manual (download by hand, see `weights fetch NAME`) / none (no official checkpoint)")
 
 
-def _dataset_rows() -> list[dict[str, str]]:
-    """Every dataset of the dataset registry; matching datasets from ``protocols.matching`` where the
-    registry does not hold them yet (that import loads torch)."""
-    from protocols.datasets import DATASETS
-
-    rows = [
-        {"name": name, "kind": str(getattr(d, "kind", "quality")), "layout": d.layout}
-        for name, d in sorted(DATASETS.items())
-    ]
-    if not any(row["kind"] == "matching" for row in rows):
-        from protocols.matching import DATASETS as MATCHING_DATASETS
-
-        known = {row["name"] for row in rows}
-        rows += [
-            {"name": name, "kind": "matching", "layout": "see `refsr-bench match --help`"}
-            for name in MATCHING_DATASETS
-            if name not in known
-        ]
-    return rows
-
-
 def _list_protocols(pattern: str, as_json: bool) -> None:
     import fnmatch
 
+    from protocols.datasets import DATASETS
+    from protocols.metrics import METRICS
     from protocols.spec import PRESETS, list_presets
 
-    datasets = [row for row in _dataset_rows() if fnmatch.fnmatchcase(row["name"], pattern)]
+    datasets = [
+        {"name": name, "kind": card.kind, "display_name": card.display_name, "layout": card.layout}
+        for name, card in sorted(DATASETS.items())
+        if fnmatch.fnmatchcase(name, pattern)
+    ]
+    metrics = [
+        {"name": name, "label": card.label, "channels": card.channels, "unit": card.unit,
+         "higher_is_better": card.higher_is_better}
+        for name, card in METRICS.items()
+    ]
     presets = [{"name": name, "description": PRESETS[name].description} for name in list_presets(pattern)]
     if as_json:
-        _print_json({"datasets": datasets, "presets": presets})
+        _print_json({"datasets": datasets, "metrics": metrics, "presets": presets})
         return
-    print("datasets (run -p DATASET[:PRESET]; matching datasets: match -d DATASET):")
+    print("datasets (quality: run -p DATASET[:PRESET]; matching: match -d DATASET):")
     for row in datasets:
-        print(f"  {row['name']:16s} {row['kind']:9s} {row['layout']}")
+        print(f"  {row['name']:16s} {row['kind']:9s} {row['display_name']}: {row['layout']}")
+    print("metrics:")
+    for row in metrics:
+        direction = "higher is better" if row["higher_is_better"] else "lower is better"
+        unit = f", {row['unit']}" if row["unit"] else ""
+        print(f"  {row['name']:16s} {row['label']} ({row['channels']}{unit}, {direction})")
     print("presets:")
-    for preset in presets:
-        print(f"  {preset['name']:16s} {preset['description']}")
+    for row in presets:
+        print(f"  {row['name']:16s} {row['description']}")
 
 
 def _cmd_weights(args: argparse.Namespace) -> int:
@@ -228,7 +223,8 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         prog="refsr-bench", description="Reference-based SR benchmark and reproducibility suite"
     )
     parser.add_argument("--version", action="version", version=f"refsr-bench {_version()}")
-    parser.add_argument("--plugin", action="append", default=[], help="a Python file that registers your own method")
+    parser.add_argument("--plugin", action="append", default=[],
+                        help="a Python file that registers your own method, dataset or metric")
     sub = parser.add_subparsers(dest="verb", required=True)
 
     run_parser = sub.add_parser("run", help="evaluate methods on one protocol, writing per-image records")

@@ -7,7 +7,6 @@ A missing dataset ends with one message naming the expected layout (exit 2), not
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench.demo import offline_methods
@@ -15,30 +14,15 @@ from bench.gate import GOLDEN_DIR, format_table, gate, read_golden
 from bench.records import read_records
 from bench.runner import RunConfig, level_policies, run
 from protocols.core import UserError
-from protocols.datasets import get_dataset, load_items
+from protocols.datasets import DATASETS, JobStep, load_items
 
 
-@dataclass(frozen=True)
-class Step:
-    preset: str
-    levels: str | None = None  # CUFED5: "all" = five separate levels, or a stitching recipe
-    methods: tuple[str, ...] = ()  # empty: every SR method whose weights are installed
-    kind: str = "quality"  # "quality" or "matching"
+def jobs() -> dict[str, tuple[JobStep, ...]]:
+    """Dataset name -> job steps (``DatasetCard.job``) for every dataset card that has a job (plugins included)."""
+    return {name: card.job for name, card in DATASETS.items() if card.job}
 
 
-JOBS: dict[str, tuple[Step, ...]] = {
-    "cufed5": (Step("refsr", levels="all"), Step("refsr", levels="stitch5_masa")),
-    "sun80": (Step("refsr"),),
-    "urban100": (Step("refsr"), Step("sisr_std", methods=("bicubic_matlab", "carn_m"))),
-    "manga109": (Step("refsr"), Step("sisr_std", methods=("bicubic_matlab", "carn_m"))),
-    "wrsr": (Step("refsr"), Step("c2matching2021")),
-    "flickr1024": (Step("refsr"), Step("e2ent2_2020")),
-    "sintel": (Step("ccnet2017", kind="matching"),),
-    "lf_hci": (Step("ccnet2017", kind="matching"),),
-}
-
-
-def _run_step(dataset: str, step: Step, out: Path, data: str | None, weights: str | None) -> Path:
+def _run_step(dataset: str, step: JobStep, out: Path, data: str | None, weights: str | None) -> Path:
     sr_methods, matchers = offline_methods(weights)
     if step.kind == "matching":
         from bench.cli import main as cli_main
@@ -65,16 +49,17 @@ def _run_step(dataset: str, step: Step, out: Path, data: str | None, weights: st
 
 
 def dataset_job(dataset: str, out: Path, data: str | None, weights: str | None) -> int:
-    if dataset not in JOBS:
-        raise UserError(f"no dataset job for {dataset!r}; valid: {', '.join(sorted(JOBS))}")
-    if dataset in ("sintel", "lf_hci"):
+    steps = jobs().get(dataset)
+    if steps is None:
+        raise UserError(f"no dataset job for {dataset!r}; valid: {', '.join(sorted(jobs()))}")
+    # layout errors surface here, before any work
+    if any(step.kind == "matching" for step in steps):
         from protocols import matching
 
         matching.check_dataset(dataset, data)
-    else:
-        get_dataset(dataset)
-        load_items(dataset, data)  # layout errors surface here, before any work
-    run_dirs = [_run_step(dataset, step, out, data, weights) for step in JOBS[dataset]]
+    if any(step.kind == "quality" for step in steps):
+        load_items(dataset, data)
+    run_dirs = [_run_step(dataset, step, out, data, weights) for step in steps]
     failed = False
     golden = read_golden(sorted(GOLDEN_DIR.glob("*.csv")))
     for run_dir in run_dirs:

@@ -30,8 +30,8 @@ import torch
 
 from bench.records import Record, read_records, write_records
 from protocols.core import UserError
+from protocols.datasets import get_dataset, matching_datasets
 from protocols.matching import (
-    DATASETS,
     SUPPORTED_SCALES,
     THRESHOLDS_PX,
     FrameAccuracy,
@@ -62,10 +62,12 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-m", "--methods", nargs="+", required=True, help="matchers (names or fnmatch patterns)")
-    parser.add_argument("-d", "--dataset", required=True, choices=DATASETS)
+    parser.add_argument("-d", "--dataset", required=True,
+                        help=f"a dataset with ground-truth correspondence: {', '.join(matching_datasets())} "
+                        "(or one a --plugin file registers)")
     parser.add_argument("--data", help="dataset root (default: $REFSR_DATA)")
     parser.add_argument("--pass", dest="passes", nargs="+", choices=("clean", "final"), default=["clean"],
-                        help="Sintel pass(es); each becomes a level")
+                        help="render pass(es) of datasets that have them (Sintel); each becomes a level")
     parser.add_argument("--scale", type=int, default=8, choices=SUPPORTED_SCALES)
     parser.add_argument("--norm", choices=("l2", "linf"), default="l2")
     parser.add_argument("--gt-rounding", choices=("nearest", "none"), default="nearest")
@@ -154,7 +156,11 @@ def run_match(args: argparse.Namespace) -> int:
         if hasattr(method, "with_search_radius"):
             methods[name] = method.with_search_radius(args.search_radius)
     data_root = _data_root(args.data)
-    passes = args.passes if args.dataset == "sintel" else ["clean"]
+    card_passes = get_dataset(args.dataset).matching_passes
+    unsupported = [p for p in args.passes if card_passes and p not in card_passes]
+    if unsupported:
+        raise UserError(f"{args.dataset} has no pass {', '.join(unsupported)}; passes: {', '.join(card_passes)}")
+    passes = args.passes if card_passes else [MatchingOptions().sintel_pass]
     plans = []
     for pass_name in passes:
         options = MatchingOptions(

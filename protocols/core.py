@@ -7,8 +7,10 @@ bottom so that both protocols and methods can import it without importing each o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # annotations only: importing UserError must not import torch (dataset/metric cards, --help)
+    import torch
 
 from protocols.errors import UserError
 

@@ -1,4 +1,4 @@
-"""Dataset layouts: discovery and validation before any work is done.
+"""Dataset cards (one registry, ``DATASETS``) and layouts: discovery and validation before any work is done.
 
 Roots come from ``--data`` or ``REFSR_DATA`` (one folder holding each dataset under its usual name).
 A loader returns ``DatasetItem``s (paths, or arrays for the embedded sets); it never degrades images --
@@ -7,11 +7,13 @@ that is ``protocols.pipeline``'s job.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,13 +34,91 @@ class DatasetItem:
 
 
 @dataclass(frozen=True)
-class DatasetDef:
+class JobStep:
+    """One step of ``refsr-bench dataset-job DATASET`` (what ``tox -e DATASET`` runs).
+
+    ``kind`` ``quality`` runs ``refsr-bench run`` with ``preset`` (``levels`` as ``--level``; ``methods`` empty =
+    every SR method whose weights are installed); ``matching`` runs ``refsr-bench match`` with every matcher.
+    """
+
+    preset: str
+    levels: str | None = None  # CUFED5: "all" = five separate levels, or a stitching recipe
+    methods: tuple[str, ...] = ()
+    kind: str = "quality"  # "quality" or "matching"
+
+
+# A loader: a callable or "module:function", imported only when the dataset is loaded (keeps this module light).
+Loader = Callable[..., Any] | str
+
+
+@dataclass(frozen=True)
+class DatasetCard:
+    """Everything the suite knows about one dataset, as data. Every consumer (``run``, ``match``, ``list``,
+    ``dataset-job``, the report tables, the paper-value checks) reads these cards; a plugin file adds one with
+    ``register_dataset(card)``.
+
+    - ``loader(folder) -> list[DatasetItem]``: quality items (HR + references) from the located folder; None
+      when the dataset cannot be used by ``run``.
+    - ``matching_loader(data_root, options, frames) -> protocols.matching.MatchingDataset``: items with
+      ground-truth correspondence for ``match``; None when there is none. ``kind`` follows from it.
+    - ``folders``: names accepted under the data root; ``layout``: the expected layout, quoted in errors.
+    - ``column_label``: the dataset's column header in report and paper tables ('' = ``name``).
+    - ``level_names``: printed names of the reference levels (CUFED5: level:1 = XH ... level:5 = XL).
+    - ``matching_passes``: render passes the matching loader accepts (``match --pass``; each becomes a level).
+    - ``job``: the steps of ``refsr-bench dataset-job``.
+    """
+
     name: str
+    display_name: str
     folders: tuple[str, ...]  # accepted folder names under the data root
     layout: str  # human description used in error messages
-    discover: Callable[[Path], list[DatasetItem]] = field(repr=False)
+    loader: Loader | None = field(default=None, repr=False)
+    matching_loader: Loader | None = field(default=None, repr=False)
     has_references: bool = False
     embedded: bool = False
+    job: tuple[JobStep, ...] = ()
+    column_label: str = ""
+    level_names: tuple[tuple[str, str], ...] = ()
+    matching_passes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
+            raise UserError(f"dataset card name {self.name!r}: use lower-case letters, digits and _")
+        if self.loader is None and self.matching_loader is None:
+            raise UserError(f"dataset card {self.name!r} needs a loader or a matching_loader")
+        for step in self.job:
+            if step.kind not in ("quality", "matching"):
+                raise UserError(f"dataset card {self.name!r}: job step kind {step.kind!r} is not quality/matching")
+            missing = self.loader is None if step.kind == "quality" else self.matching_loader is None
+            if missing:
+                raise UserError(f"dataset card {self.name!r}: a {step.kind} job step needs a {step.kind} loader")
+
+    @property
+    def kind(self) -> str:
+        """``matching``: ground-truth correspondence (``refsr-bench match``); ``quality``: SR quality only."""
+        return "matching" if self.matching_loader is not None else "quality"
+
+    @property
+    def label(self) -> str:
+        return self.column_label or self.name
+
+    def discover(self, folder: Path) -> list[DatasetItem]:
+        """Quality items from the located dataset folder (``locate``)."""
+        if self.loader is None:
+            raise UserError(
+                f"dataset {self.name!r} has no SR-quality loader (it is for matching accuracy only); "
+                f"use `refsr-bench match -d {self.name}`"
+            )
+        items: list[DatasetItem] = resolve_loader(self.loader)(folder)
+        return items
+
+
+def resolve_loader(loader: Loader) -> Callable[..., Any]:
+    """A loader callable from a callable or a ``module:function`` path."""
+    if callable(loader):
+        return loader
+    module_name, _, attribute = loader.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -147,51 +227,98 @@ def _embedded(kind: str) -> Callable[[Path], list[DatasetItem]]:
     return discover
 
 
-DATASETS: dict[str, DatasetDef] = {
-    d.name: d
-    for d in (
-        DatasetDef("set5", ("Set5",), "Set5/<name>.png (5 HR images)", _flat_hr),
-        DatasetDef("set14", ("Set14",), "Set14/<name>.png (14 HR images)", _flat_hr),
-        DatasetDef("b100", ("B100", "BSD100", "BSDS100"), "B100/<name>.png (100 HR images)", _flat_hr),
-        DatasetDef("urban100", ("Urban100",), "Urban100/img_NNN.png", _flat_hr),
-        DatasetDef("manga109", ("Manga109",), "Manga109/<Title>.png (109 images)", _manga109),
-        DatasetDef(
-            "wrsr", ("WR-SR",), "WR-SR/input/NNN.png, WR-SR/ref/NNN_ref.png, WR-SR/WR-SR_pairs.txt", _wrsr, True
-        ),
-        DatasetDef(
-            "sun80",
-            ("Sun80", "Sun_Hays80"),
-            "Sun80/Sun_Hays_SR_groundtruth/<name>.jpg and Sun80/Sun_Hays_SR_scenematches/<name>.jpg/*.jpg",
-            _sun80,
-            True,
-        ),
-        DatasetDef(
-            "flickr1024",
-            ("Flickr1024",),
-            "Flickr1024/Test/NNNN_L.png (input) and NNNN_R.png (reference)",
-            _flickr1024,
-            True,
-        ),
-        DatasetDef(
-            "cufed5",
-            ("CUFED5",),
-            "CUFED5/NNN_0.png (HR) and NNN_1.png ... NNN_5.png (references XH..XL)",
-            _cufed5,
-            True,
-        ),
-        DatasetDef(
-            "demo_stereo", (), "embedded: scikit-image Middlebury motorcycle pair", _embedded("stereo"), True, True
-        ),
-        DatasetDef(
-            "demo_homography",
-            (),
-            "embedded: scikit-image photos + homography-warped references",
-            _embedded("homography"),
-            True,
-            True,
-        ),
-    )
-}
+_REFSR = JobStep("refsr")
+_SISR = JobStep("sisr_std", methods=("bicubic_matlab", "carn_m"))
+_CCNET_MATCHING = JobStep("ccnet2017", kind="matching")
+# CC-Net Table 3 (×8): its rows the suite has; each runs only when its weights are installed
+_CCNET_QUALITY = JobStep("ccnet2017", methods=("bicubic", "refsr_net"))
+_SINTEL_LAYOUT = (
+    "MPI-Sintel/{testing,training}/clean/<scene>/frame_NNNN.png; SR quality: frame t = input, frame t+1 = reference "
+    "(testing/ when present: CC-Net Table 3's 552 pairs); matching also needs training/flow/<scene>/frame_NNNN.flo "
+    "(optional training/occlusions/, training/invalid/)"
+)
+
+BUILTIN_DATASETS: tuple[DatasetCard, ...] = (
+    DatasetCard("set5", "Set5", ("Set5",), "Set5/<name>.png (5 HR images)", _flat_hr, column_label="Set5"),
+    DatasetCard("set14", "Set14", ("Set14",), "Set14/<name>.png (14 HR images)", _flat_hr, column_label="Set14"),
+    DatasetCard("b100", "B100 (BSD100)", ("B100", "BSD100", "BSDS100"), "B100/<name>.png (100 HR images)", _flat_hr,
+                column_label="B100"),
+    DatasetCard("urban100", "Urban100", ("Urban100",), "Urban100/img_NNN.png", _flat_hr, column_label="Urban100",
+                job=(_REFSR, _SISR)),
+    DatasetCard("manga109", "Manga109", ("Manga109",), "Manga109/<Title>.png (109 images)", _manga109,
+                column_label="Manga109", job=(_REFSR, _SISR)),
+    DatasetCard("wrsr", "WR-SR", ("WR-SR",), "WR-SR/input/NNN.png, WR-SR/ref/NNN_ref.png, WR-SR/WR-SR_pairs.txt",
+                _wrsr, has_references=True, column_label="WR-SR", job=(_REFSR, JobStep("c2matching2021"))),
+    DatasetCard(
+        "sun80", "Sun80 (Sun & Hays)", ("Sun80", "Sun_Hays80"),
+        "Sun80/Sun_Hays_SR_groundtruth/<name>.jpg and Sun80/Sun_Hays_SR_scenematches/<name>.jpg/*.jpg",
+        _sun80, has_references=True, column_label="Sun80", job=(_REFSR,),
+    ),
+    DatasetCard(
+        "flickr1024", "Flickr1024 (stereo)", ("Flickr1024",),
+        "Flickr1024/Test/NNNN_L.png (input) and NNNN_R.png (reference)", _flickr1024, has_references=True,
+        column_label="Flickr1024", job=(_REFSR, JobStep("e2ent2_2020")),
+    ),
+    DatasetCard(
+        "cufed5", "CUFED5", ("CUFED5",), "CUFED5/NNN_0.png (HR) and NNN_1.png ... NNN_5.png (references XH..XL)",
+        _cufed5, has_references=True, column_label="CUFED5",
+        level_names=(("level:1", "XH"), ("level:2", "H"), ("level:3", "M"), ("level:4", "L"), ("level:5", "XL")),
+        job=(JobStep("refsr", levels="all"), JobStep("refsr", levels="stitch5_masa")),
+    ),
+    DatasetCard(
+        "sintel", "MPI Sintel", ("MPI-Sintel", "MPI-Sintel_subset"), _SINTEL_LAYOUT,
+        "protocols.matching_data:sintel_quality_items", "protocols.matching_data:sintel_matching",
+        has_references=True, column_label="Sintel", matching_passes=("clean", "final"),
+        job=(_CCNET_MATCHING, _CCNET_QUALITY),
+    ),
+    DatasetCard(
+        "lf_hci", "HCI 4D light field", ("LF_HCI4D",),
+        "LF_HCI4D/<group>/<scene>/input_Cam000.png ... input_Cam080.png (9x9 views) + gt_disp_lowres.pfm",
+        matching_loader="protocols.matching_data:lf_hci_matching", job=(_CCNET_MATCHING,),
+    ),
+    DatasetCard(
+        "lf_video", "Light-field video (CrossNet HDF5)", ("LF_video", "LF-video"),
+        "LF_video/*.h5 with /img_HR uint8 (N, 8, 8, 3, H, W); input view (3, 3), reference view (0, 0)",
+        "protocols.matching_data:lf_video_quality_items", has_references=True, column_label="LF video",
+        job=(_CCNET_QUALITY,),
+    ),
+    DatasetCard(
+        "demo_stereo", "Demo stereo pair", (), "embedded: scikit-image Middlebury motorcycle pair",
+        _embedded("stereo"), "protocols.matching_data:demo_stereo_matching", has_references=True, embedded=True,
+    ),
+    DatasetCard(
+        "demo_homography", "Demo homography pairs", (), "embedded: scikit-image photos + homography-warped references",
+        _embedded("homography"), "protocols.matching_data:demo_homography_matching", has_references=True,
+        embedded=True,
+    ),
+)
+# The registry every consumer reads: built-in cards, then plugins (``register_dataset``).
+DATASETS: dict[str, DatasetCard] = {card.name: card for card in BUILTIN_DATASETS}
+
+
+def register_dataset(card: DatasetCard) -> None:
+    """Add a plugin's dataset card (``refsr-bench --plugin FILE``); it must not shadow a built-in dataset."""
+    if any(card.name == builtin.name for builtin in BUILTIN_DATASETS):
+        raise UserError(f"dataset name {card.name!r} is taken by a built-in dataset")
+    DATASETS[card.name] = card
+
+
+def matching_datasets() -> list[str]:
+    """Names of the datasets with ground-truth correspondence (``refsr-bench match -d``)."""
+    return [name for name, card in DATASETS.items() if card.kind == "matching"]
+
+
+class DatasetLabels(Mapping[str, str]):
+    """Live read-only view dataset name -> column label over the registry (plugins included)."""
+
+    def __getitem__(self, name: str) -> str:
+        return DATASETS[name].label
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(DATASETS)
+
+    def __len__(self) -> int:
+        return len(DATASETS)
 
 
 def data_root(explicit: str | Path | None) -> Path | None:
@@ -199,13 +326,13 @@ def data_root(explicit: str | Path | None) -> Path | None:
     return Path(value) if value else None
 
 
-def get_dataset(name: str) -> DatasetDef:
+def get_dataset(name: str) -> DatasetCard:
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; valid: {', '.join(sorted(DATASETS))}")
     return DATASETS[name]
 
 
-def locate(dataset: DatasetDef, root: Path | None) -> Path:
+def locate(dataset: DatasetCard, root: Path | None) -> Path:
     """The dataset folder under ``root``; a UserError naming the expected layout when absent."""
     if dataset.embedded:
         return Path(".")

@@ -8,8 +8,13 @@ the mean of per-image values (not a pooled MSE).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
-from skimage.metrics import structural_similarity
+
+from protocols.core import UserError
 
 # MATLAB rgb2ycbcr (BT.601 studio swing) luma weights for R, G, B on 8-bit values, for parity with the
 # published SR tables (BasicSR, MASA-SR, C²-Matching use the /255 form).
@@ -61,6 +66,8 @@ def ssim(sr: np.ndarray, hr: np.ndarray, *, crop_border: int) -> float:
     sr, hr = np.asarray(sr, np.float64), np.asarray(hr, np.float64)
     _check_pair(sr, hr)
     sr, hr = _crop(sr, crop_border), _crop(hr, crop_border)
+    from skimage.metrics import structural_similarity  # imported on use: reading the metric cards stays light
+
     channel_axis = -1 if sr.ndim == 3 else None
     return float(
         structural_similarity(
@@ -95,5 +102,62 @@ def ssim_rgb(sr_rgb: np.ndarray, hr_rgb: np.ndarray, *, crop_border: int) -> flo
     return ssim(sr_rgb, hr_rgb, crop_border=crop_border)
 
 
-HIGHER_IS_BETTER = {"psnr_y": True, "ssim_y": True, "psnr_rgb": True, "ssim_rgb": True, "lpips": False}
-UNITS = {"psnr_y": "dB", "psnr_rgb": "dB", "ssim_y": "", "ssim_rgb": "", "lpips": ""}
+def lpips(sr_rgb: np.ndarray, hr_rgb: np.ndarray, *, crop_border: int) -> float:
+    """LPIPS distance (protocols.perceptual; needs its network weights). Inputs (H, W, 3) RGB on [0, 255]."""
+    from protocols.perceptual import lpips_distance
+
+    return lpips_distance(sr_rgb, hr_rgb, crop_border=crop_border)
+
+
+# --- metric cards --------------------------------------------------------------------------------
+
+CHANNELS = ("y", "rgb")
+
+
+@dataclass(frozen=True)
+class MetricCard:
+    """One quality metric, as data; ``protocols.pipeline.score``, preset validation and the report tables read it.
+
+    ``function(sr, hr, *, crop_border) -> float`` takes float64 arrays on [0, 255] of the card's ``channels``:
+    ``y`` = the luma plane (H, W) in the preset's Y form (or a Y-only preset's grey plane), ``rgb`` = the
+    quantised SR/HR levels (H, W, 3) RGB. ``decimals`` = digits printed in tables; ``unit`` e.g. ``dB``.
+    A plugin file adds a metric with ``register_metric(card)``.
+    """
+
+    name: str
+    label: str
+    function: Callable[..., float]
+    channels: str
+    higher_is_better: bool
+    decimals: int
+    unit: str = ""
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
+            raise UserError(f"metric card name {self.name!r}: use lower-case letters, digits and _")
+        if self.channels not in CHANNELS:
+            raise UserError(f"metric card {self.name!r}: channels {self.channels!r} is not one of {CHANNELS}")
+
+
+BUILTIN_METRICS: tuple[MetricCard, ...] = (
+    MetricCard("psnr_y", "PSNR-Y", psnr, "y", higher_is_better=True, decimals=2, unit="dB"),
+    MetricCard("ssim_y", "SSIM-Y", ssim, "y", higher_is_better=True, decimals=3),
+    MetricCard("psnr_rgb", "PSNR-RGB", psnr_rgb, "rgb", higher_is_better=True, decimals=2, unit="dB"),
+    MetricCard("ssim_rgb", "SSIM-RGB", ssim_rgb, "rgb", higher_is_better=True, decimals=3),
+    MetricCard("lpips", "LPIPS", lpips, "rgb", higher_is_better=False, decimals=4),
+)
+# The registry: built-in cards in table order, then plugins (``register_metric``).
+METRICS: dict[str, MetricCard] = {card.name: card for card in BUILTIN_METRICS}
+
+
+def register_metric(card: MetricCard) -> None:
+    """Add a plugin's metric card (``refsr-bench --plugin FILE``); it must not shadow a built-in metric."""
+    if any(card.name == builtin.name for builtin in BUILTIN_METRICS):
+        raise UserError(f"metric name {card.name!r} is taken by a built-in metric")
+    METRICS[card.name] = card
+
+
+def get_metric(name: str) -> MetricCard:
+    if name not in METRICS:
+        raise UserError(f"unknown metric {name!r}; valid: {', '.join(METRICS)}")
+    return METRICS[name]

@@ -19,7 +19,6 @@ from protocols.resize import from_uint8_array, matlab_imresize, pil_bicubic
 from protocols.spec import ProtocolSpec
 
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
-CUFED5_LEVEL_NAMES = {"1": "XH", "2": "H", "3": "M", "4": "L", "5": "XL"}
 
 
 # --- image-size recipes (arrays (H, W[, C]) uint8) -------------------------------------------------
@@ -304,22 +303,15 @@ def score(sr: torch.Tensor, sample: Sample, spec: ProtocolSpec) -> dict[str, flo
     sr_levels = quantise_sr(sr_array, spec)
     if spec.crop_left:
         sr_levels, hr_levels = sr_levels[:, spec.crop_left :], hr_levels[:, spec.crop_left :]
-    values: dict[str, float] = {}
-    if any(m.endswith("_y") for m in spec.metrics):
+    cards = [metrics.get_metric(name) for name in spec.metrics]
+    planes: dict[str, tuple[np.ndarray, np.ndarray]] = {"rgb": (sr_levels, hr_levels)}
+    if any(card.channels == "y" for card in cards):
         if sample.hr.shape[1] == 1:
-            sr_y, hr_y = sr_levels[..., 0], hr_levels[..., 0]
+            planes["y"] = (sr_levels[..., 0], hr_levels[..., 0])
         else:
             sr_y, hr_y = _luma(sr_levels, spec), _luma(hr_levels, spec)
             if spec.y_round:
                 sr_y, hr_y = np.round(sr_y), np.round(hr_y)
-        values["psnr_y"] = metrics.psnr(sr_y, hr_y, crop_border=spec.crop_border)
-        values["ssim_y"] = metrics.ssim(sr_y, hr_y, crop_border=spec.crop_border)
-    if "psnr_rgb" in spec.metrics:
-        values["psnr_rgb"] = metrics.psnr_rgb(sr_levels, hr_levels, crop_border=spec.crop_border)
-    if "ssim_rgb" in spec.metrics:
-        values["ssim_rgb"] = metrics.ssim_rgb(sr_levels, hr_levels, crop_border=spec.crop_border)
-    if "lpips" in spec.metrics:
-        from protocols.perceptual import lpips_distance
-
-        values["lpips"] = lpips_distance(sr_levels, hr_levels, crop_border=spec.crop_border)
-    return {m: values[m] for m in spec.metrics}
+            planes["y"] = (sr_y, hr_y)
+    values = {card.name: float(card.function(*planes[card.channels], crop_border=spec.crop_border)) for card in cards}
+    return values

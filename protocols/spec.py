@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocols.errors import UserError
+from protocols.metrics import METRICS  # the metric cards (plugins included)
 
 HR_RECIPES = ("modcrop", "resize_to_multiple", "pad_center_replicate", "zero_pad_to_common")
 REF_RECIPES = ("none", "modcrop", "pad_br_replicate", "pad_center_replicate")
 RESIZE_BACKENDS = ("pil", "matlab", "matlab_u8")
 SR_QUANTISATIONS = ("clamp_round", "round", "clamp", "none")
 Y_FORMS = ("bt601_255", "bt601_256", "luma")
-METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "lpips")
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,15 @@ MASA2021 = ProtocolSpec(
     ref_multiple=16,
     reference_policy_by_dataset=_MASA_POLICIES,
 )
+SISR_STD = ProtocolSpec(
+    name="sisr_std",
+    description="Standard SISR tables (EDSR/RCAN/CARN): MATLAB bicubic, 8-bit LR and SR, Y, crop = scale.",
+    source="yulunzhang/RCAN Evaluate_PSNR_SSIM.m; golden protocol S",
+    status="code verified",
+    resize_backend="matlab",
+    crop_border=4,
+    reference_policy="none",
+)
 
 PRESETS: dict[str, ProtocolSpec] = {
     spec.name: spec
@@ -196,14 +205,13 @@ PRESETS: dict[str, ProtocolSpec] = {
             status="partly inferred",
             reference_policy_by_dataset=(("cufed5", "level:1"), ("urban100", "self_lr"), *_SISR_SETS_SELF),
         ),
-        ProtocolSpec(
+        dataclasses.replace(
+            SISR_STD,
             name="ssen2020_sisr",
             description="SSEN Table 2 (self-similarity SISR): identical to sisr_std.",
             source="SSEN CVPR 2020 Table 2; values match the SISR literature",
             status="= sisr_std",
-            resize_backend="matlab",
-            crop_border=4,
-            reference_policy="self_lr",
+            reference_policy="self_lr",  # SSEN's self-similarity model takes the LR itself as its reference
         ),
         ProtocolSpec(
             name="e2ent2_2020",
@@ -261,15 +269,7 @@ PRESETS: dict[str, ProtocolSpec] = {
             crop_border=4,
             reference_policy_by_dataset=(("cufed5", "level:1"),),
         ),
-        ProtocolSpec(
-            name="sisr_std",
-            description="Standard SISR tables (EDSR/RCAN/CARN): MATLAB bicubic, 8-bit LR and SR, Y, crop = scale.",
-            source="yulunzhang/RCAN Evaluate_PSNR_SSIM.m; golden protocol S",
-            status="code verified",
-            resize_backend="matlab",
-            crop_border=4,
-            reference_policy="none",
-        ),
+        SISR_STD,
         ProtocolSpec(
             name="sisr_legacy_y",
             description="VDSR-era Y-first MATLAB scripts: integer Y, float LR, SR clipped to [16, 235].",
@@ -296,6 +296,15 @@ PRESETS: dict[str, ProtocolSpec] = {
         ),
     )
 }
+_BUILTIN_PRESETS = frozenset(PRESETS)
+
+
+def register_preset(spec: ProtocolSpec) -> None:
+    """Add a plugin's preset (``refsr-bench --plugin FILE``), e.g. one that reports a plugin metric; it must not
+    shadow a built-in preset."""
+    if spec.name in _BUILTIN_PRESETS:
+        raise UserError(f"preset name {spec.name!r} is taken by a built-in preset")
+    PRESETS[spec.name] = spec
 
 
 def get_preset(name: str) -> ProtocolSpec:

@@ -14,18 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from protocols.core import UserError
+from protocols.datasets import DATASETS
 
 PAPER_VALUES_CSV = Path(__file__).resolve().parent / "paper_values.csv"
 PAPER_COLUMNS = ("paper", "table", "row_label", "method_id", "dataset", "split_or_level", "metric", "value", "unit",
                  "preset", "copied_from", "notes")
-# protocols/datasets.py names plus the two datasets only the CC-Net tables use; "-" = not a dataset column
+# A paper value's dataset is a dataset card's name (protocols.datasets) or "-" = not a dataset column
 # (architecture rows, cost at a fixed input size).
-PAPER_DATASETS = ("cufed5", "sun80", "urban100", "manga109", "wrsr", "flickr1024", "set5", "set14", "b100", "sintel",
-                  "lf_video", "-")
+NOT_A_DATASET = "-"
 PAPER_METRICS = ("psnr", "ssim", "flops_m_g", "flops_t_g", "params_m", "runtime_ms", "feature_distance", "ref_branch",
                  "lr_branch", "kernel_px", "channels", "dilation", "receptive_field_px",
                  *(f"match_acc_le_{t}px" for t in range(8)))
-CUFED5_LEVELS = ("XH", "H", "M", "L", "XL")  # CUFED5 reference 1 (most similar) ... 5
 
 
 @dataclass(frozen=True)
@@ -98,8 +97,8 @@ def _validate(value: PaperValue, where: str) -> None:
         raise UserError(f"{where}: value {value.value_text!r} is not a number") from error
     if value.value_text != value.value_text.strip() or "," in value.value_text or value.value_text.startswith("."):
         raise UserError(f"{where}: value {value.value_text!r}: store the printed digits without separators")
-    if value.dataset not in PAPER_DATASETS:
-        raise UserError(f"{where}: dataset {value.dataset!r}; valid: {', '.join(PAPER_DATASETS)}")
+    if value.dataset not in DATASETS and value.dataset != NOT_A_DATASET:
+        raise UserError(f"{where}: dataset {value.dataset!r}; valid: {', '.join(DATASETS)}, {NOT_A_DATASET}")
     if value.metric not in PAPER_METRICS:
         raise UserError(f"{where}: metric {value.metric!r}; valid: {', '.join(PAPER_METRICS)}")
 
