@@ -16,6 +16,7 @@ from protocols.core import UserError
 _VERB_MODULES = (
     "bench.match_cli",
     "bench.cost_cli",
+    "bench.gpu_check",
     "bench.gate",
     "bench.audit",
     "bench.jobs",
