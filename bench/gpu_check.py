@@ -28,12 +28,15 @@ Steps, in this order (each one's wall time is recorded in run.json):
    ``_autocast_bf16`` / ``_autocast_fp16``). Networks with the same architecture and input shapes (GAN/rec
    twins) are measured once and recorded under both names (``same_network_as`` in run.json).
 
-Budget (H100, ``--sizes paper``, default ``--budget-s 420``, i.e. 7 of the 8 minutes): environment and imports
-~20 s; fixtures ~60 s (the synthetic weights are ~80 M numbers made with numpy, six small forwards); deformable
-convolution ~15 s; cost: the rest, shared evenly among the remaining (network, shape) cells. A cell's timed
-loop is capped at its share: when 50 iterations do not fit (SRNTT at the stitched shape, seconds per forward)
-fewer are run and the cell says ``below_protocol_minimum``; cells not reached when the budget is spent are
-recorded as skipped. Nothing is estimated: a number in the output was measured.
+Budget (H100, ``--sizes paper``; the plan is under 8 minutes): Python and torch imports ~10 s before the clock
+starts; then ``--budget-s`` (default 400 s) for everything: environment ~2 s; fixtures ~60 s (the synthetic
+weights are ~80 M numbers made with numpy, six small forwards); deformable convolution ~15 s; building every
+method once on the CPU to find the networks ~10 s; cost: the rest (~310 s), shared evenly among the remaining
+(architecture, shape) cells (11 architectures x 2 shapes: ~14 s each, of which 60 % timed loops, the rest
+trace, warm-up, memory and the autocast PSNR). When 50 timed iterations do not fit a cell's share (SRNTT at
+the stitched shape, seconds per forward) fewer are run and the cell says ``below_protocol_minimum``; cells
+reached after the budget is spent are recorded as skipped, and the cell in flight may overrun by one cell
+(~20 s), so the whole call ends by ~7.5 minutes. Nothing is estimated: a number in the output was measured.
 
 Writes ``OUT/<run-name>/cost.csv`` (``bench.cost`` format; ``reports`` reads it), ``checks.csv`` (same
 columns: fixture and deformable-convolution max |Δ|, autocast PSNR), ``run.json`` and ``summary.md`` (the
@@ -393,9 +396,12 @@ def measure_networks(names: Sequence[str], shapes: Sequence[Shape], device: str,
     rows: list[CostRow] = []
     manifest: dict[str, Any] = {}
     measured: dict[tuple[Any, ...], str] = {}
-    cells = [(name, shape) for name in names for shape in shapes]
+    networks, architectures = plan_networks(names, manifest)
+    # shape-major: the MASA Table 2 size of every network before any stitched-reference cell
+    cells = [(name, shape) for shape in shapes for name in networks]
+    to_measure = architectures * len(shapes)  # cells that will run a network (twins are copied, not timed)
     progress = tqdm(cells, desc="cost", unit="cell", mininterval=2.0, file=sys.stderr)
-    for index, (name, shape) in enumerate(progress):
+    for name, shape in progress:
         progress.set_postfix_str(f"{name} {shape.name}")
         entry: dict[str, Any] = {"shape": shape.name, "lr_hw": list(shape.lr_hw), "ref_hw": list(shape.ref_hw)}
         manifest.setdefault(name, []).append(entry)
@@ -439,7 +445,8 @@ def measure_networks(names: Sequence[str], shapes: Sequence[Shape], device: str,
             entry["macs"] = {k: v for k, v in cost.manifest.items() if k in ("params_exact", "trace_seconds",
                                                                               "input_shapes", "uncalled_modules")}
             precisions: list[str | None] = [None] + ([autocast] if autocast else [])
-            cap_s = budget.share_s(len(cells) - index) / len(precisions) * 0.7  # the rest: warm-up, memory
+            cap_s = budget.share_s(to_measure) / len(precisions) * 0.6  # the rest: trace, warm-up, memory
+            to_measure = max(1, to_measure - 1)
             for mode in precisions:
                 suffix = "" if mode is None else f"_autocast_{mode}"
                 label = "fp32" if mode is None else mode
@@ -487,6 +494,31 @@ def _cudnn_benchmark(device: str) -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.benchmark = previous
+
+
+def plan_networks(names: Sequence[str], manifest: dict[str, Any]) -> tuple[list[str], int]:
+    """The names that are networks (a cost graph and parameters; built once on the CPU to find out) and the
+    number of distinct architectures among them (GAN/rec twins count once), for the budget. Others are
+    recorded in ``manifest`` as skipped."""
+    from methods.registry import create
+
+    networks: list[str] = []
+    architectures: set[Any] = set()
+    for name in names:
+        try:
+            method = create(name, scale=4, device="cpu")
+        except UserError as error:
+            manifest[name] = [{"skipped": f"factory: {error}"}]
+            continue
+        module = getattr(method, "module", None)
+        has_params = not isinstance(module, torch.nn.Module) or any(p.numel() for p in module.parameters())
+        if not hasattr(method, "cost_graph") or not has_params:
+            manifest[name] = [{"skipped": "not a network (no cost graph or no parameters)"}]
+            continue
+        networks.append(name)
+        architectures.add((type(module).__name__, tuple((k, tuple(v.shape)) for k, v in module.state_dict().items()))
+                          if isinstance(module, torch.nn.Module) else name)
+    return networks, max(1, len(architectures))
 
 
 def registered_networks() -> list[str]:
@@ -553,8 +585,8 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     parser.add_argument("--warmup", type=int, default=None, help="warm-up forwards (default 10 cuda, 1 cpu)")
     parser.add_argument("--autocast", default="bf16", choices=["bf16", "fp16", "none"],
                         help="also measure under autocast with this dtype (default bf16; none = float32 only)")
-    parser.add_argument("--budget-s", type=float, default=420.0,
-                        help="wall-clock budget of the whole check in seconds (default 420)")
+    parser.add_argument("--budget-s", type=float, default=400.0,
+                        help="wall-clock budget of the whole check in seconds (default 400)")
     parser.add_argument("--shared", default=None, help="folder holding fixtures/ (default $REFSR_SHARED, ../shared)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.set_defaults(handler=run_gpu_check)
