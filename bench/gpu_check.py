@@ -294,8 +294,8 @@ def check_deform_conv(shared: Path, device: str, log: Callable[[str], None]
             with torch.inference_mode():
                 on_device = deform_conv2d(*moved_args, **moved_kwargs).float().cpu()
             diffs.append(float((on_device - cpu_output).abs().max()))
-        base = {"method": method, "part": "deform_conv2d", "lr_hw": hw_text(tuple(inputs["img_in_lq"].shape[-2:])),
-                "ref_hw": hw_text(tuple(inputs["img_ref"].shape[-2:])), "device": device.split(":")[0]}
+        base = {"method": method, "part": "deform_conv2d", "lr_hw": hw_text(_lr_of({"lr": inputs["img_in_lq"]})),
+                "ref_hw": hw_text(_lr_of({"ref": inputs["img_ref"]})), "device": device.split(":")[0]}
         if diffs:
             rows.append(CostRow(quantity="deform_conv2d_max_abs_diff_vs_cpu", value=max(diffs), unit="abs", **base))
         rows.append(CostRow(quantity="deform_conv2d_calls", value=len(diffs), unit="elements", **base))

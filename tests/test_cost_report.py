@@ -10,6 +10,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.gpu_specs import GPU_PEAKS
@@ -32,7 +33,7 @@ def write_run(root: Path, name: str, device: str, device_name: str, threads: int
         writer.writerow(COST_COLUMNS)
         for method, part, quantity, value, unit, lr, ref, convention in rows:
             writer.writerow([method, part, quantity, f"{value:.6f}", unit, lr, ref, device, convention])
-    environment = {"device": device, "device_name": device_name}
+    environment: dict[str, object] = {"device": device, "device_name": device_name}
     if threads is not None:
         environment["torch_threads"] = threads
     manifest = {"note": "FAKE numbers written by a test", "environment": environment,
@@ -155,11 +156,11 @@ def test_sweep_plot_one_line_per_method_and_lr_distinct_styles_legend_outside(tm
     assert len(flops_lines) == 2 * len(methods)
     for axis in axes:
         for line in axis.get_lines():
-            method, lr = line.get_gid().split("|")
+            method, lr = str(line.get_gid()).split("|")
             assert line.get_label() == f"{method}, LR {lr.replace('x', '×')}"
-            high = [y >= 1000 for y in line.get_ydata()]
+            high = [y >= 1000 for y in np.asarray(line.get_ydata(), dtype=float)]
             assert all(high) if lr == "64x64" else not any(high), line.get_label()
-            styles.setdefault(method, set()).add((line.get_color(), line.get_marker()))
+            styles.setdefault(method, set()).add((str(line.get_color()), str(line.get_marker())))
     assert all(len(pairs) == 1 for pairs in styles.values())  # one colour + marker per method
     assert len({next(iter(p)) for p in styles.values()}) == len(methods)  # ... distinct across methods
     assert {axes[2].get_ylabel().splitlines()[-1], axes[1].get_ylabel().splitlines()[-1]} == {
