@@ -617,6 +617,9 @@ def run_gpu_check(args: argparse.Namespace) -> int:
     names = registry.resolve(list(args.methods)) if args.methods else registered_networks()
     flags = tf32_off()
     env = device_environment(device)
+    sent_sha = shared.parent / "git_sha"  # written by `bench/gpu_check.sh prepare` (the device copy has no .git)
+    if env.get("git_sha") in (None, "unknown") and sent_sha.is_file():
+        env["git_sha"] = sent_sha.read_text().strip() + " (recorded by gpu_check.sh prepare)"
     out = Path(args.out) / run_name(str(env["device_name"]))
     out.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []

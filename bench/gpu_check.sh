@@ -27,6 +27,8 @@ prepare)
     cp -r "$SHARED/fixtures" "$CARRY/shared/fixtures"
     cp "$SHARED/weights/carn_m.pth" "$CARRY/shared/weights/"
     cp "$SHARED/README.md" "$CARRY/shared/" 2>/dev/null || touch "$CARRY/shared/README.md"
+    # the device copy has no git history: record which commit (and whether the tree was clean) was sent
+    echo "$(git rev-parse HEAD)$(test -z "$(git status --porcelain)" || echo ' +uncommitted changes')" > "$CARRY/git_sha"
     # fvcore (sdist only on PyPI) and the needs the device image lacks, as pure-Python wheels
     python3 -m pip wheel --quiet --no-deps -w "$CARRY/whl" \
         fvcore==0.1.5.post20221221 iopath==0.1.10 yacs==0.1.8 termcolor==2.4.0

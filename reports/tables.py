@@ -248,6 +248,10 @@ class Values:
     def has_cost(self, method: str, setting: tuple[str, str]) -> bool:
         return any(e.method == method and e.lr_hw == setting[0] and e.ref_hw in (setting[1], "-") for e in self.cost)
 
+    def has_device_cost(self, method: str, setting: tuple[str, str], device_label: str) -> bool:
+        return any(e.method == method and e.device_label == device_label and e.lr_hw == setting[0]
+                   and e.ref_hw in (setting[1], "-") for e in self.cost)
+
     def latency_devices(self, setting: tuple[str, str]) -> list[tuple[str, bool]]:
         """(device label, is a GPU) of every device with a latency at ``setting``: GPUs first, then by label.
         One latency column per label: devices and thread counts are never mixed in a column."""
@@ -330,7 +334,10 @@ def build_table(spec: TableSpec, results: Results, paper_values: list[PaperValue
             note = ""
             bound_reason = ""
             if column.source == "cost" and column.metric == COMPUTE_BOUND and column.device is not None:
-                ours, bound_reason = values.compute_bound_ms(method, spec.cost_setting, column.device)
+                # only beside a latency this GPU measured for this network
+                ours, bound_reason = (values.compute_bound_ms(method, spec.cost_setting, column.device)
+                                      if values.has_device_cost(method, spec.cost_setting, column.device)
+                                      else (None, REASON_NOT_RUN))
             elif column.source == "cost":
                 entry = values.cost_value(column, method, spec.cost_setting)
                 if entry is not None:
@@ -346,6 +353,9 @@ def build_table(spec: TableSpec, results: Results, paper_values: list[PaperValue
                     reason = REASON_NO_MATCHING if column.metric == "flops_m" else REASON_NOT_COMPUTED
                     if column.metric == COMPUTE_BOUND and bound_reason:
                         reason = bound_reason
+                    elif column.device is not None and not values.has_device_cost(method, spec.cost_setting,
+                                                                                  column.device):
+                        reason = REASON_NOT_RUN  # measured elsewhere, not on this column's device
                 elif spec.row_kind == "preset" and _ran_preset(values, column, preset, method):
                     reason = REASON_NOT_COMPUTED
             cells.append(make_cell(ours, paper, column.compare, reason, count, note))

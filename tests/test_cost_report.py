@@ -17,7 +17,7 @@ from bench.gpu_specs import GPU_PEAKS
 from reports.collect import COST_COLUMNS, collect
 from reports.paper_values import load_paper_values
 from reports.render import render_latex
-from reports.tables import REASON_UNKNOWN_PEAK, TableModel, build_all
+from reports.tables import REASON_NOT_RUN, REASON_UNKNOWN_PEAK, TableModel, build_all
 
 H100 = "NVIDIA H100 80GB HBM3"
 FAKE_GPU = "FAKE GPU 9000 (test data)"
@@ -97,6 +97,11 @@ def test_gpu_latency_has_its_fp32_compute_bound_beside_it(mixed_results: Path) -
     index = labels.index(f"FP32 bound: {FAKE_GPU}")
     assert cost.rows[0].cells[index].ours is None and cost.rows[0].cells[index].reason == REASON_UNKNOWN_PEAK
     assert not any(label.startswith("FP32 bound: CPU") for label in labels)  # no bound for CPUs
+    # ttsr_rec has FLOPS-T (CPU run) but no H100 measurement: neither latency nor bound there, reason "not run"
+    ttsr = next(row for row in cost.rows if row.key == "ttsr_rec")
+    for label in (H100, f"FP32 bound: {H100}"):
+        cell = ttsr.cells[labels.index(label)]
+        assert cell.ours is None and cell.reason == REASON_NOT_RUN, label
 
 
 def test_every_cost_table_and_its_latex_state_size_and_device(mixed_results: Path) -> None:
