@@ -465,7 +465,11 @@ def measure_networks(names: Sequence[str], shapes: Sequence[Shape], device: str,
                 cell_rows += _rows(base, summarize_ms(samples), "ms", suffix)
                 cell_rows += _rows(base, peak, "MiB", suffix)
                 if mode is not None:
-                    value, psnr_peak = autocast_psnr(module, inputs, device, mode)
+                    try:
+                        value, psnr_peak = autocast_psnr(module, inputs, device, mode)
+                    except Exception as error:  # recorded; the timings above stay
+                        entry[label]["psnr_error"] = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+                        continue
                     cell_rows.append(CostRow(part="total", quantity=f"psnr{suffix}_vs_fp32_db", value=value,
                                              unit="dB", **base))
                     entry[label]["psnr_vs_fp32_db"] = {"value": value, "peak": psnr_peak,
