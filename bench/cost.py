@@ -708,6 +708,8 @@ def plot_sweep(rows: Sequence[CostRow], out_dir: str | Path, convention: str) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from reports.plots import legend_outside, method_styles
+
     out_dir = Path(out_dir)
     device = rows[0].device if rows else "-"
     clock = "CPU wall time" if device == "cpu" else "CUDA events"
@@ -720,8 +722,10 @@ def plot_sweep(rows: Sequence[CostRow], out_dir: str | Path, convention: str) ->
     swept = [r for r in rows if r.part == "total" and r.ref_hw != "-"]  # SISR rows have no reference size
     present = [p for p in panels if any(r.quantity == p[0] and r.convention == p[2] for r in swept)]
     sides = sorted({int(r.ref_hw.split("x")[0]) for r in swept})
+    styles = method_styles([r.method for r in swept])
+    width_in = 4.2 * max(1, len(present))
     with plt.rc_context({"svg.hashsalt": "refsr-bench"}):
-        fig, axes = plt.subplots(1, max(1, len(present)), figsize=(4.2 * max(1, len(present)), 3.4), squeeze=False)
+        fig, axes = plt.subplots(1, max(1, len(present)), figsize=(width_in, 3.4), squeeze=False)
         for axis, (quantity, label, conv) in zip(axes[0], present, strict=False):
             for method in sorted({r.method for r in swept}):
                 points = sorted(
@@ -730,7 +734,9 @@ def plot_sweep(rows: Sequence[CostRow], out_dir: str | Path, convention: str) ->
                     if r.method == method and r.quantity == quantity and r.convention == conv
                 )
                 if points:
-                    axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
+                    colour, marker = styles[method]
+                    axis.plot([p[0] for p in points], [p[1] for p in points], color=colour, marker=marker,
+                              label=method)
             axis.set_xscale("log", base=2)
             axis.set_xticks(sides, [str(s) for s in sides])
             axis.minorticks_off()
@@ -738,10 +744,9 @@ def plot_sweep(rows: Sequence[CostRow], out_dir: str | Path, convention: str) ->
             axis.set_xlabel("reference side [px]")
             axis.set_ylabel(label)
             axis.grid(True, which="major", alpha=0.3)
-        axes[0][0].legend(fontsize=7)
         lr = rows[0].lr_hw if rows else "-"
         fig.suptitle(f"cost vs reference size (LR {lr}, device {device})", fontsize=9)
-        fig.tight_layout()
+        legend_outside(fig, list(axes[0]), width_in)
         written = [out_dir / "sweep.png", out_dir / "sweep.svg"]
         fig.savefig(written[0], dpi=120, metadata={"Software": None})
         fig.savefig(written[1], metadata={"Date": None, "Creator": None})

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from bench.cost import (
     CONVENTIONS,
@@ -170,7 +171,9 @@ def run_cost(args: argparse.Namespace) -> int:
         },
         "methods": per_method,
     }
-    for name in names:
+    progress = tqdm(names, desc="cost", unit="method", file=sys.stderr, mininterval=1.0)
+    for name in progress:
+        progress.set_postfix_str(name)
         entry: dict[str, Any] = {"sizes": [], "skipped": None}
         per_method[name] = entry
         try:
@@ -224,6 +227,7 @@ def run_cost(args: argparse.Namespace) -> int:
         del method
         _write_outputs(out, rows, manifest)  # after every method, so a long run that is stopped keeps its results
 
+    progress.close()
     _write_outputs(out, rows, manifest)
     written = [out / "cost.csv", out / "run.json"]
     if args.sweep_ref and rows:

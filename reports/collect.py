@@ -39,6 +39,20 @@ class CostEntry:
     device: str
     convention: str
     run: str  # label of the run folder it came from
+    device_name: str = ""  # the run's environment.device_name (run.json), e.g. "NVIDIA H100 80GB HBM3"
+    threads: int = 0  # the run's torch CPU threads (run.json environment.torch_threads); 0 = not recorded
+
+    @property
+    def device_label(self) -> str:
+        """The measurement's device as a table states it: the GPU's name, or the CPU's name and thread count.
+        Latency is only ever compared among entries with the same label."""
+        if self.device.startswith("cuda"):
+            return self.device_name or "GPU (name not recorded)"
+        name = self.device_name or f"{self.device.upper()} (name not recorded)"
+        if self.device != "cpu":
+            return name
+        threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}" if self.threads else "threads not recorded"
+        return f"{name}, {threads}"
 
 
 @dataclass(frozen=True)
@@ -112,7 +126,8 @@ def _read_manifest(folder: Path, warnings: list[str]) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def read_cost_csv(path: Path, run_label: str) -> list[CostEntry]:
+def read_cost_csv(path: Path, run_label: str, device_name: str = "", threads: int = 0) -> list[CostEntry]:
+    """The rows of one cost.csv; ``device_name`` / ``threads`` come from the run's run.json (``collect``)."""
     with open(path, newline="") as handle:
         reader = csv.reader(handle)
         header = tuple(next(reader, ()))
@@ -126,7 +141,8 @@ def read_cost_csv(path: Path, run_label: str) -> list[CostEntry]:
                 value = float(row[3])
             except ValueError:
                 continue
-            entries.append(CostEntry(row[0], row[1], row[2], value, row[4], row[5], row[6], row[7], row[8], run_label))
+            entries.append(CostEntry(row[0], row[1], row[2], value, row[4], row[5], row[6], row[7], row[8], run_label,
+                                     device_name, threads))
     return entries
 
 
@@ -188,6 +204,9 @@ def collect(result_dirs: list[Path]) -> Results:
                 results.runs.append(RunInfo(label, folder, "records", manifest))
                 results.images += _saved_images(folder, label)
             if (folder / "cost.csv").is_file():
-                results.cost += read_cost_csv(folder / "cost.csv", label)
+                environment = manifest.get("environment", {}) if isinstance(manifest.get("environment"), dict) else {}
+                threads = environment.get("torch_threads")
+                results.cost += read_cost_csv(folder / "cost.csv", label, str(environment.get("device_name") or ""),
+                                              threads if isinstance(threads, int) else 0)
                 results.runs.append(RunInfo(label, folder, "cost", manifest))
     return results

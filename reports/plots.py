@@ -6,6 +6,7 @@ hash salt, so the same records give the same bytes.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from reports.tables import (  # noqa: E402
     ACCURACY_METRIC,
     DATASET_NAMES,
     DEFAULT_COST_SETTING,
+    LATENCY,
     LEVEL_NAMES,
     SUITE_PRESET,
     default_level,
@@ -147,36 +149,85 @@ def psnr_vs_gmacs(values: dict[MeanKey, Mean], cost: list[CostEntry], dataset: s
     return fig
 
 
+# one (colour, marker) pair per method: tab20's dark shades, then its light ones; 13 markers -> 260 distinct pairs
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "d")
+LINE_STYLES = ("-", "--", ":", "-.")  # one per LR size within a plot
+
+
+def method_styles(methods: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """A distinct (hex colour, marker) per method, in sorted order (deterministic for a given set)."""
+    from matplotlib.colors import to_hex
+
+    palette = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]
+    colours = [to_hex(c) for c in palette[0::2] + palette[1::2]]
+    return {m: (colours[i % len(colours)], MARKERS[i % len(MARKERS)]) for i, m in enumerate(sorted(set(methods)))}
+
+
+def legend_outside(fig: Figure, axes: Sequence[plt.Axes], width_in: float) -> None:
+    """One legend for the whole figure, right of the axes (never over data): every distinct label once."""
+    handles, labels = [], []
+    for axis in axes:
+        for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    if not labels:
+        return
+    legend_in = 2.4
+    fig.set_size_inches(width_in + legend_in, fig.get_size_inches()[1])
+    fig.tight_layout(rect=(0.0, 0.0, width_in / (width_in + legend_in), 0.95))
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(width_in / (width_in + legend_in), 0.5),
+               fontsize=6.5, frameon=False)
+
+
 def cost_vs_ref_size(cost: list[CostEntry]) -> Figure | None:
-    """FLOPS-T and latency against the reference side length, for methods measured at several sizes."""
+    """FLOPS-T and latency against the reference side length: one line per (method, LR size), measured at
+    several reference sizes; one latency panel per device (and thread count), so no line mixes LR sizes or
+    devices. Colour + marker name the method, the line style the LR size; the legend sits right of the axes."""
     def side(entry: CostEntry) -> int:
         return int(entry.ref_hw.split("x")[0])
 
-    swept = {m for m in {e.method for e in cost}
-             if len({e.ref_hw for e in cost if e.method == m and e.ref_hw != "-"}) > 1}
+    sized = [e for e in cost if e.part == "total" and e.ref_hw != "-"]
+    swept = sorted({(e.method, e.lr_hw) for e in sized
+                    if len({x.ref_hw for x in sized if (x.method, x.lr_hw) == (e.method, e.lr_hw)}) > 1})
     if not swept:
         return None
-    conventions = sorted({e.convention for e in cost if e.quantity == "flops_t"}, key=lambda c: (c != "macs", c))
-    panels = [("flops_t", conventions[0], f"FLOPS-T [GMACs, {conventions[0]}]")] if conventions else []
-    if any(e.quantity == "latency_ms_median" for e in cost):
-        panels.append(("latency_ms_median", "-", "latency median [ms]"))
+    conventions = sorted({e.convention for e in sized if e.quantity == "flops_t"}, key=lambda c: (c != "macs", c))
+    panels: list[tuple[str, str, str | None, str]] = []
+    if conventions:
+        panels.append(("flops_t", conventions[0], None, f"FLOPS-T [GMACs, {conventions[0]}]"))
+    for label in sorted({e.device_label for e in sized if e.quantity == LATENCY and (e.method, e.lr_hw) in swept}):
+        panels.append((LATENCY, "-", label, f"latency median [ms]\n{label}"))
     if not panels:
         return None
+    styles = method_styles([m for m, _ in swept])
+    lr_sizes = sorted({lr for _, lr in swept}, key=lambda t: tuple(int(v) for v in t.split("x")))
+    width_in = 4.2 * len(panels)
     with _style():
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
-        for axis, (quantity, convention, label) in zip(axes[0], panels, strict=True):
-            for method in sorted(swept):
-                points = sorted((side(e), e.value) for e in cost if e.method == method and e.quantity == quantity
-                                and e.convention == convention and e.part == "total" and e.ref_hw != "-")
-                if points:
-                    axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
+        fig, axes = plt.subplots(1, len(panels), figsize=(width_in, 3.4), squeeze=False)
+        for axis, (quantity, convention, device, label) in zip(axes[0], panels, strict=True):
+            for method, lr in swept:
+                values: dict[int, float] = {}
+                for e in sized:  # the first value per reference size (runs are read in sorted order)
+                    if (e.method, e.lr_hw, e.quantity, e.convention) == (method, lr, quantity, convention) and (
+                            device is None or e.device_label == device):
+                        values.setdefault(side(e), e.value)
+                if not values:
+                    continue
+                colour, marker = styles[method]
+                sides = sorted(values)
+                axis.plot(sides, [values[x] for x in sides], color=colour, marker=marker,
+                          linestyle=LINE_STYLES[lr_sizes.index(lr) % len(LINE_STYLES)],
+                          label=f"{method}, LR {lr.replace('x', '×')}", gid=f"{method}|{lr}")
+            sides_seen = sorted({side(e) for e in sized if (e.method, e.lr_hw) in swept})
             axis.set_xscale("log", base=2)
+            axis.set_xticks(sides_seen, [str(x) for x in sides_seen])
+            axis.minorticks_off()
             axis.set_yscale("log")
             axis.set_xlabel("reference side [px]")
-            axis.set_ylabel(label)
-        axes[0][0].legend(fontsize=7)
-        fig.suptitle("Cost vs reference size", fontsize=9)
-        fig.tight_layout()
+            axis.set_ylabel(label, fontsize=7)
+        fig.suptitle("Cost vs reference size (one line per method and LR size)", fontsize=9)
+        legend_outside(fig, list(axes[0]), width_in)
     return fig
 
 
@@ -201,5 +252,6 @@ def make_plots(values: dict[MeanKey, Mean], cost: list[CostEntry], out_dir: Path
         keep(psnr_vs_gmacs(values, cost, dataset), safe_id(f"psnr_vs_gmacs_{dataset}"), f"PSNR vs GMACs ({dataset})",
              "Dataset-mean PSNR-Y under refsr against FLOPS-T at LR 128², Ref 512².")
     keep(cost_vs_ref_size(cost), "cost_vs_ref_size", "Cost vs reference size",
-         "FLOPS-T and latency for methods measured at several reference sizes.")
+         "FLOPS-T and latency (one panel per device) for methods measured at several reference sizes; one line "
+         "per method and LR size.")
     return written

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,6 +34,7 @@ REASON_NO_DATASET = "dataset not available"
 REASON_NOT_RUN = "not run"
 REASON_NOT_COMPUTED = "not computed in this run"  # a run of this method exists but lacks the metric/quantity
 REASON_NO_MATCHING = "no matching step (FLOPS-M undefined)"
+REASON_UNKNOWN_PEAK = "unknown peak"  # compute bound: the GPU is not in bench.gpu_specs.GPU_PEAKS
 # short forms for LaTeX cells; the tabular's last line spells out those used
 REASON_ABBREVIATIONS = {
     REASON_NOT_IN_SUITE: "n/s",
@@ -43,6 +44,7 @@ REASON_ABBREVIATIONS = {
     REASON_NOT_RUN: "n/r",
     REASON_NOT_COMPUTED: "n/c",
     REASON_NO_MATCHING: "n/a",
+    REASON_UNKNOWN_PEAK: "u/p",
 }
 
 # Quality metrics (label, direction, decimals, unit) are the metric cards; dataset column labels and CUFED5's
@@ -51,6 +53,8 @@ QUALITY_METRICS = METRICS
 DATASET_NAMES = DatasetLabels()
 LEVEL_NAMES = dict(DATASETS["cufed5"].level_names)
 DEFAULT_COST_SETTING = ("128x128", "512x512")  # MASA-SR Table 2 setting: LR 128², Ref 512²
+LATENCY = "latency_ms_median"
+COMPUTE_BOUND = "compute_bound_ms"  # derived: FLOPS-T x 2 / the GPU's plain-FP32 peak (bench.gpu_specs)
 ACCURACY_METRIC = re.compile(r"^acc_le_(\d+)px$")
 
 
@@ -82,7 +86,7 @@ class ColumnSpec:
     compare: bool = True
     part: str = "total"
     convention: str = "-"
-    device: str | None = None  # cost: None = cuda if measured there, else cpu
+    device: str | None = None  # cost: the device label (CostEntry.device_label) of a latency/bound column; None: any
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,9 @@ class Values:
         for protocol, preset, method, level, metric in self.means:
             self.levels.setdefault((protocol, preset, method, metric), set()).add(level)
         self.cost = results.cost
+        # cost runs that swept the reference size: shown in the sweep plot, not as tables of their own
+        self.sweep_runs = {run.label for run in results.runs if run.kind == "cost"
+                           and len((run.manifest.get("settings") or {}).get("ref_sizes") or []) > 1}
 
     def record_value(self, column: ColumnSpec, preset: str | None, method: str) -> tuple[Mean | None, str]:
         """(mean, note) for one cell; note says which preset/level was picked when the spec left it open."""
@@ -233,23 +240,43 @@ class Values:
     def has_cost(self, method: str, setting: tuple[str, str]) -> bool:
         return any(e.method == method and e.lr_hw == setting[0] and e.ref_hw in (setting[1], "-") for e in self.cost)
 
-    def cost_devices(self) -> list[str]:
-        return sorted({e.device for e in self.cost}, key=lambda d: (d != "cuda", d))
+    def has_device_cost(self, method: str, setting: tuple[str, str], device_label: str) -> bool:
+        return any(e.method == method and e.device_label == device_label and e.lr_hw == setting[0]
+                   and e.ref_hw in (setting[1], "-") for e in self.cost)
+
+    def latency_devices(self, setting: tuple[str, str]) -> list[tuple[str, bool]]:
+        """(device label, is a GPU) of every device with a latency at ``setting``: GPUs first, then by label.
+        One latency column per label: devices and thread counts are never mixed in a column."""
+        found = {(e.device_label, e.device.startswith("cuda")) for e in self.cost
+                 if e.quantity == LATENCY and e.lr_hw == setting[0] and e.ref_hw in (setting[1], "-")}
+        return sorted(found, key=lambda d: (not d[1], d[0]))
 
     def cost_value(self, column: ColumnSpec, method: str, setting: tuple[str, str]) -> CostEntry | None:
-        device = column.device
+        """The entry of ``column``'s quantity for ``method`` at ``setting``; a column with a device label takes
+        only that device's entries."""
         for entry in self.cost:
             if (entry.method, entry.quantity, entry.part, entry.convention) != (method, column.metric, column.part,
                                                                                 column.convention):
                 continue
             if entry.lr_hw != setting[0] or entry.ref_hw not in (setting[1], "-"):
                 continue
-            if device is not None and entry.device != device:
-                continue
-            if device is None and entry.device != self.cost_devices()[0]:
+            if column.device is not None and entry.device_label != column.device:
                 continue
             return entry
         return None
+
+    def compute_bound_ms(self, method: str, setting: tuple[str, str], device_label: str) -> tuple[float | None, str]:
+        """FLOPS-T (GMACs, 'macs' convention preferred) x 2 / the plain-FP32 peak of ``device_label`` (a GPU
+        name as torch reports it); (None, reason) when there is no count or no known peak."""
+        from bench.gpu_specs import fp32_compute_bound_ms
+
+        counts = {e.convention: e.value for e in self.cost if e.method == method and e.quantity == "flops_t"
+                  and e.part == "total" and e.lr_hw == setting[0] and e.ref_hw in (setting[1], "-")}
+        convention = "macs" if "macs" in counts else (sorted(counts)[0] if counts else None)
+        if convention is None:
+            return None, REASON_NOT_COMPUTED
+        bound = fp32_compute_bound_ms(counts[convention], device_label)
+        return (bound, "") if bound is not None else (None, REASON_UNKNOWN_PEAK)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -297,7 +324,13 @@ def build_table(spec: TableSpec, results: Results, paper_values: list[PaperValue
             ours: float | None = None
             count = 0
             note = ""
-            if column.source == "cost":
+            bound_reason = ""
+            if column.source == "cost" and column.metric == COMPUTE_BOUND and column.device is not None:
+                # only beside a latency this GPU measured for this network
+                ours, bound_reason = (values.compute_bound_ms(method, spec.cost_setting, column.device)
+                                      if values.has_device_cost(method, spec.cost_setting, column.device)
+                                      else (None, REASON_NOT_RUN))
+            elif column.source == "cost":
                 entry = values.cost_value(column, method, spec.cost_setting)
                 if entry is not None:
                     ours = entry.value * column.ours_scale
@@ -310,6 +343,11 @@ def build_table(spec: TableSpec, results: Results, paper_values: list[PaperValue
                 reason = empty_reason(column, row_key, spec, availability)
                 if column.source == "cost" and values.has_cost(method, spec.cost_setting):
                     reason = REASON_NO_MATCHING if column.metric == "flops_m" else REASON_NOT_COMPUTED
+                    if column.metric == COMPUTE_BOUND and bound_reason:
+                        reason = bound_reason
+                    elif column.device is not None and not values.has_device_cost(method, spec.cost_setting,
+                                                                                  column.device):
+                        reason = REASON_NOT_RUN  # measured elsewhere, not on this column's device
                 elif spec.row_kind == "preset" and _ran_preset(values, column, preset, method):
                     reason = REASON_NOT_COMPUTED
             cells.append(make_cell(ours, paper, column.compare, reason, count, note))
@@ -403,18 +441,18 @@ def protocol_sentences(spec: TableSpec, results: Results) -> tuple[str, ...]:
 
 
 def cost_sentence(results: Results, setting: tuple[str, str]) -> str:
-    devices: list[str] = []
-    for run in results.runs:
-        if run.kind == "cost":
-            environment = run.manifest.get("environment", {})
-            name = environment.get("device_name") or environment.get("device") or "device unknown"
-            threads = environment.get("torch_threads")
-            devices.append(f"{name}" + (f", {threads} torch threads" if threads and "CPU" in str(name) else ""))
-    where = "; ".join(dict.fromkeys(devices)) if devices else "not run"
-    return (f"Cost at LR {setting[0].replace('x', '×')}, Ref {setting[1].replace('x', '×')} (HR pixels): MACs in "
+    devices = Values(Results(cost=results.cost)).latency_devices(setting)
+    where = "; ".join(label for label, _ in devices) if devices else "not measured at this size"
+    return (f"Cost at LR {_size(setting[0])}, Ref {_size(setting[1])} (HR pixels): MACs in "
             f"GMACs (1 fused multiply-add = 1, G = 1e9) counted by fvcore with the suite's handlers ('macs') or "
             f"the MASA-SR counter ('masa2021'); parameters in millions; latency = median per forward in ms "
-            f"(CUDA events on GPU, CPU wall time otherwise), measured on: {where}.")
+            f"(CUDA events on GPU, CPU wall time otherwise), one column per device and thread count, measured on: "
+            f"{where}. FP32 bound = FLOPS-T × 2 / the GPU's plain-FP32 peak (NVIDIA datasheet, TF32 off): the "
+            f"time the arithmetic alone needs.")
+
+
+def _size(hw: str) -> str:
+    return hw.replace("x", "×")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -447,11 +485,15 @@ def accuracy_column(dataset: str, threshold: int, level: str | None = "*", paper
                       paper_metric=f"match_acc_le_{threshold}px" if paper else None)
 
 
-def cost_columns(conventions: tuple[str, ...], paper: bool, devices: tuple[str | None, ...] = (None,)
-                 ) -> tuple[ColumnSpec, ...]:
+def cost_columns(conventions: tuple[str, ...], paper: bool, devices: tuple[tuple[str, bool], ...] = (),
+                 setting: tuple[str, str] = DEFAULT_COST_SETTING, paper_device: str = "") -> tuple[ColumnSpec, ...]:
+    """FLOPS-M / FLOPS-T per convention (the group names the LR / Ref size), parameters, then one latency
+    column per (device label, is GPU) in ``devices`` (each GPU followed by its FP32 compute bound); no
+    ``devices``: one device-less latency column (``expand_latency_columns`` splits it once results are known).
+    ``paper_device``: what the paper says about its own runtime hardware (paper tables)."""
     columns = []
     for convention in conventions:
-        group = f"GMACs ({convention})"
+        group = f"GMACs ({convention}), LR {_size(setting[0])} / Ref {_size(setting[1])}"
         columns.append(ColumnSpec(key=f"flops_m/{convention}", group=group, label="FLOPS-M", source="cost", dataset="-",
                                   metric="flops_m", part="matching", convention=convention, higher_is_better=False,
                                   decimals=2, unit="GMACs", paper_split="lr128_ref512" if paper else None,
@@ -464,14 +506,34 @@ def cost_columns(conventions: tuple[str, ...], paper: bool, devices: tuple[str |
                               higher_is_better=False, decimals=3, unit="M", ours_scale=1e-6,
                               paper_split="lr128_ref512" if paper else None,
                               paper_metric="params_m" if paper else None))
-    for device in devices:
-        name = f" {device}" if device and len(devices) > 1 else ""
-        columns.append(ColumnSpec(key=f"latency/{device or 'any'}", group="", label=f"Latency{name} (ms)",
-                                  source="cost", dataset="-", metric="latency_ms_median", higher_is_better=False,
-                                  decimals=1, unit="ms", device=device,
-                                  paper_split="lr128_ref512" if paper else None,
-                                  paper_metric="runtime_ms" if paper else None, compare=False))
-    return tuple(columns)
+    group = f"Runtime (ms); {paper_device}" if paper_device else "Latency median (ms)"
+    columns.append(ColumnSpec(key="latency/any", group=group, label="ours" if paper else "", source="cost",
+                              dataset="-",
+                              metric=LATENCY, higher_is_better=False, decimals=1, unit="ms",
+                              paper_split="lr128_ref512" if paper else None,
+                              paper_metric="runtime_ms" if paper else None, compare=False))
+    return expand_latency_columns(tuple(columns), devices)
+
+
+def expand_latency_columns(columns: tuple[ColumnSpec, ...], devices: Sequence[tuple[str, bool]]
+                           ) -> tuple[ColumnSpec, ...]:
+    """Replace each device-less latency column by one column per (device label, is GPU), labelled with the
+    device ("ours: <device>"), each GPU column followed by its FP32 compute-bound column. Unchanged when no
+    device measured a latency."""
+    if not devices:
+        return columns
+    out: list[ColumnSpec] = []
+    for column in columns:
+        if column.source != "cost" or column.metric != LATENCY or column.device is not None:
+            out.append(column)
+            continue
+        for label, is_gpu in devices:
+            named = f"{column.label}: {label}" if column.label else label
+            out.append(replace(column, key=f"latency/{label}", label=named, device=label))
+            if is_gpu:
+                out.append(replace(column, key=f"bound/{label}", label=f"FP32 bound: {label}", metric=COMPUTE_BOUND,
+                                   device=label, decimals=2, paper_split=None, paper_metric=None))
+    return tuple(out)
 
 
 PS_Y: list[tuple[str, str | None]] = [("psnr_y", "psnr"), ("ssim_y", "ssim")]
@@ -502,9 +564,10 @@ PAPER_TABLES: tuple[PaperTableDef, ...] = (
     PaperTableDef(
         "masa_t2", "MASA T2", "MASA-SR Table 2: matching FLOPs, total FLOPs, parameters, runtime",
         "LR 128×128 and Ref 512×512. Paper 'FLOPS' are MACs of MASA-SR's jit counter (compared with our "
-        "masa2021 convention). The paper's runtime hardware is not stated: no difference is computed for it.",
+        "masa2021 convention). The paper's runtime hardware is not stated: no difference is computed for it; "
+        "ours is one column per device that measured it.",
         None,
-        cost_columns(("masa2021",), paper=True),
+        cost_columns(("masa2021",), paper=True, paper_device="paper: hardware not stated"),
     ),
     PaperTableDef(
         "ssen_t1", "SSEN T1", "SSEN Table 1: CUFED5 at similarity level XH",
@@ -647,23 +710,40 @@ def matching_specs(values: Values) -> list[TableSpec]:
     return specs
 
 
-def cost_spec(values: Values) -> TableSpec | None:
-    if not values.cost:
-        return None
-    settings = sorted({(e.lr_hw, e.ref_hw) for e in values.cost if e.ref_hw != "-"}
-                      | {(e.lr_hw, DEFAULT_COST_SETTING[1]) for e in values.cost if e.ref_hw == "-"})
-    setting = DEFAULT_COST_SETTING if DEFAULT_COST_SETTING in settings else settings[0]
-    conventions = tuple(sorted({e.convention for e in values.cost if e.convention != "-"},
-                               key=lambda c: (c != "macs", c)))
-    devices = tuple(sorted({e.device for e in values.cost if e.quantity == "latency_ms_median"},
-                           key=lambda d: (d != "cuda", d)))
-    methods = sorted({e.method for e in values.cost if e.lr_hw == setting[0] and e.ref_hw in (setting[1], "-")})
-    return TableSpec(
-        id="cost", title="Cost: parameters, FLOPS-M / FLOPS-T (GMACs), latency",
-        caption="FLOPS-M = multiply-accumulates of the method's matching part; FLOPS-T = the whole forward. "
-                "Latency only compares within one device.",
-        rows=tuple(methods), columns=cost_columns(conventions, paper=False, devices=devices or (None,)),
-        preset=None, cost_setting=setting, kind="suite")
+def cost_settings(values: Values) -> list[tuple[str, str]]:
+    """(LR, Ref) sizes with a cost table: every size a non-sweep run measured, plus the MASA Table 2 size when
+    any run has it; sizes only a reference sweep visited are left to the sweep plot. SISR rows (Ref "-")
+    join the tables of their LR size (the MASA Table 2 Ref when alone)."""
+    kept = {(e.lr_hw, e.ref_hw) for e in values.cost if e.ref_hw != "-" and e.run not in values.sweep_runs}
+    kept |= {(e.lr_hw, e.ref_hw) for e in values.cost if (e.lr_hw, e.ref_hw) == DEFAULT_COST_SETTING}
+    sisr_lr = {e.lr_hw for e in values.cost if e.ref_hw == "-"}
+    kept |= {(lr, DEFAULT_COST_SETTING[1]) for lr in sisr_lr if not any(k[0] == lr for k in kept)}
+
+    def area(setting: tuple[str, str]) -> tuple[int, ...]:
+        return tuple(int(v) for part in setting for v in part.split("x"))
+
+    return sorted(kept, key=lambda s: (s != DEFAULT_COST_SETTING, area(s)))
+
+
+def cost_specs(values: Values) -> list[TableSpec]:
+    """One cost table per (LR, Ref) size; its latency columns are one per device and thread count."""
+    specs = []
+    for setting in cost_settings(values):
+        at_setting = [e for e in values.cost if e.lr_hw == setting[0] and e.ref_hw in (setting[1], "-")]
+        conventions = tuple(sorted({e.convention for e in at_setting if e.convention != "-"},
+                                   key=lambda c: (c != "macs", c)))
+        methods = sorted({e.method for e in at_setting})
+        size = f"LR {_size(setting[0])}, Ref {_size(setting[1])}"
+        specs.append(TableSpec(
+            id="cost" if setting == DEFAULT_COST_SETTING else f"cost_lr{setting[0]}_ref{setting[1]}",
+            title=f"Cost at {size}: parameters, FLOPS-M / FLOPS-T (GMACs), latency per device",
+            caption=f"{size} (HR pixels). FLOPS-M = multiply-accumulates of the method's matching part; FLOPS-T = "
+                    "the whole forward. Latency: one column per device and thread count, never mixed; the FP32 "
+                    "bound beside a GPU's latency is the time its arithmetic alone needs at the datasheet peak.",
+            rows=tuple(methods), columns=cost_columns(conventions, paper=False,
+                                                      devices=tuple(values.latency_devices(setting)), setting=setting),
+            preset=None, cost_setting=setting, kind="suite"))
+    return specs
 
 
 def audit_specs(values: Values) -> list[TableSpec]:
@@ -701,9 +781,7 @@ def suite_table_specs(values: Values) -> list[TableSpec]:
         specs.append(fair)
     specs += robustness_specs(values)
     specs += matching_specs(values)
-    cost = cost_spec(values)
-    if cost is not None:
-        specs.append(cost)
+    specs += cost_specs(values)
     specs += audit_specs(values)
     return specs
 
@@ -717,5 +795,7 @@ def build_all(results: Results, paper_values: list[PaperValue],
               availability: Availability | None = None) -> list[TableModel]:
     """Suite tables that have data, then every seed-paper table (our cells empty-with-reason where nothing ran)."""
     values = Values(results)
-    specs = suite_table_specs(values) + paper_table_specs(paper_values)
+    paper = [replace(s, columns=expand_latency_columns(s.columns, values.latency_devices(s.cost_setting)))
+             for s in paper_table_specs(paper_values)]
+    specs = suite_table_specs(values) + paper
     return [build_table(replace(s, id=safe_id(s.id)), results, paper_values, availability, values) for s in specs]
