@@ -175,12 +175,13 @@ def _weights_manifest(method: Method, config: RunConfig) -> list[dict[str, Any]]
 
 
 def _check_sizes(items: list[DatasetItem], spec: ProtocolSpec, dataset: str) -> None:
-    """Every HR file fits the pixel limit and leaves enough to score under the preset (headers only)."""
+    """Every HR file fits the pixel limit and bit-depth rule and leaves enough to score under the preset
+    (file headers only; references are checked when read)."""
     multiple = spec.hr_multiple_for(dataset)
     for item in items:
         if not isinstance(item.hr, Path):
             continue
-        h, w = image_size(item.hr)
+        h, w = image_size(item.hr, spec.high_bit_depth)
         if spec.hr_recipe == "pad_center_replicate":
             top, bottom, left, right = center_pad_amounts(h, w, multiple)
             hr_hw, degraded_hw = (h, w), (h + top + bottom, w + left + right)
@@ -261,8 +262,9 @@ def run(config: RunConfig, prediction_cache: dict[tuple[str, ...], torch.Tensor]
     with rundir.RunLock(config.out_dir):
         resume = rundir.reconcile(config.out_dir, work.identity, work.data_folder, config.shard, work.inputs)
         run_id = rundir.run_id_of(resume.identity)
+        appender = RecordAppender(config.out_dir / "records.csv", work.spec.metrics, run_id)  # a bad file fails here
         _write_manifest(config, work, resume, run_id)
-        return _evaluate(config, work, run_id, prediction_cache)
+        return _evaluate(config, work, run_id, appender, prediction_cache)
 
 
 def _write_manifest(config: RunConfig, work: _Plan, resume: rundir.Resume, run_id: str) -> None:
@@ -294,10 +296,13 @@ def _write_manifest(config: RunConfig, work: _Plan, resume: rundir.Resume, run_i
 
 
 def _evaluate(
-    config: RunConfig, work: _Plan, run_id: str, prediction_cache: dict[tuple[str, ...], torch.Tensor] | None
+    config: RunConfig,
+    work: _Plan,
+    run_id: str,
+    appender: RecordAppender,
+    prediction_cache: dict[tuple[str, ...], torch.Tensor] | None,
 ) -> list[Record]:
     spec = work.spec
-    appender = RecordAppender(config.out_dir / "records.csv", spec.metrics, run_id)
     if appender.dropped:
         print(f"note: {appender.dropped} incomplete record group(s) from an interrupted run will be recomputed")
     total = len(work.items) * len(work.policies) * len(work.methods)

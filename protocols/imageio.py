@@ -65,11 +65,35 @@ def _sample_bits(image: Image.Image) -> str:
     return "8"
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) of an image file from its header, with the pixel limit applied."""
+def _is_grey16(image: Image.Image) -> bool:
+    return image.mode in _HIGH_GREY_MODES or (image.mode == "I" and _sample_bits(image) == "16")
+
+
+def _check_depth(image: Image.Image, path: Path, high_bit_depth: str) -> None:
+    """Enforce the module's bit-depth rule from the header (before decoding)."""
+    mode = image.mode
+    if _is_grey16(image):
+        if high_bit_depth != "to_8bit":
+            raise UserError(
+                f"{path} is a 16-bit image (mode {mode}); this preset expects 8-bit images. "
+                "Convert it to 8 bit or use a preset with high_bit_depth='to_8bit'."
+            )
+        return
+    wide = mode in ("I", "F") or mode.startswith(("I;32", "F;"))
+    if wide or _sample_bits(image) == "16":
+        kind = f"32-bit (mode {mode})" if wide else "16-bit colour"
+        raise UserError(
+            f"{path} is a {kind} image; only 8-bit files (and 16-bit greyscale under a to_8bit preset) "
+            "are read. Convert it to 8 bit."
+        )
+
+
+def image_size(path: str | Path, high_bit_depth: str = "reject") -> tuple[int, int]:
+    """(height, width) of an image file from its header, with the pixel-limit and bit-depth rules applied."""
     path = Path(path)
     try:
         with _open(path) as image:
+            _check_depth(image, path, high_bit_depth)
             return image.size[1], image.size[0]
     except UserError:
         raise
@@ -89,19 +113,9 @@ def read_image(path: str | Path, *, grey: str = "replicate", high_bit_depth: str
     try:
         with _open(path) as image:
             mode = image.mode
-            if mode in ("I", "F") or (mode not in _HIGH_GREY_MODES and _sample_bits(image) == "16"):
-                kind = "16-bit colour" if mode not in ("I", "F") else f"32-bit (mode {mode})"
-                raise UserError(
-                    f"{path} is a {kind} image; only 8-bit files (and 16-bit greyscale under a to_8bit preset) "
-                    "are read. Convert it to 8 bit."
-                )
+            _check_depth(image, path, high_bit_depth)
             image.load()
-            if mode in _HIGH_GREY_MODES:
-                if high_bit_depth != "to_8bit":
-                    raise UserError(
-                        f"{path} is a 16-bit image (mode {mode}); this preset expects 8-bit images. "
-                        "Convert it to 8 bit or use a preset with high_bit_depth='to_8bit'."
-                    )
+            if _is_grey16(image):
                 wide = np.asarray(image, dtype=np.float64)
                 grey_array = np.clip(np.round(wide / 257.0), 0, 255).astype(np.uint8)
                 return grey_array if grey == "keep" else np.repeat(grey_array[:, :, None], 3, axis=2)
