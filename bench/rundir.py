@@ -69,7 +69,9 @@ def check_out_dir(out_dir: Path) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise UserError(f"--out {out_dir}: {parent} is a file, so no folder can be made under it")
-    if str(parent.resolve()).startswith(("/proc", "/sys")) or not os.access(parent, os.W_OK | os.X_OK):
+    resolved = parent.resolve()
+    virtual = len(resolved.parts) > 1 and resolved.parts[1] in ("proc", "sys")  # kernel file systems
+    if virtual or not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"--out {out_dir}: {parent} is not writable; choose another folder")
 
 
