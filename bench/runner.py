@@ -295,6 +295,71 @@ def _write_manifest(config: RunConfig, work: _Plan, resume: rundir.Resume, run_i
     rundir.write_atomic(config.out_dir / "run.json", json.dumps(manifest, indent=2, default=str) + "\n")
 
 
+Group = tuple[str, int, int]  # one unit of work: (reference policy, index into items, index into methods)
+
+
+def group_key(config: RunConfig, work: _Plan, group: Group) -> tuple[str, str, str, str, str]:
+    policy, item_index, method_index = group
+    return (config.dataset, config.preset, work.methods[method_index][1], policy, work.items[item_index].name)
+
+
+def describe(config: RunConfig, work: _Plan, group: Group) -> str:
+    """A group as users name it: ``dataset:preset method level image``."""
+    dataset, preset, method, policy, image = group_key(config, work, group)
+    return f"{dataset}:{preset} {method} {policy} {image}"
+
+
+def pending_groups(config: RunConfig, work: _Plan, done: set[tuple[str, ...]]) -> list[Group]:
+    """Groups without records (or, with --save-images, without their PNG), in policy, image, method order."""
+    pending = []
+    for policy in work.policies:
+        for item_index, item in enumerate(work.items):
+            for method_index, (_, record_name) in enumerate(work.methods):
+                group = (policy, item_index, method_index)
+                if group_key(config, work, group) not in done or (
+                    config.save_images and not _image_path(config, record_name, policy, item.name).is_file()
+                ):
+                    pending.append(group)
+    return pending
+
+
+def evaluate_groups(
+    config: RunConfig,
+    work: _Plan,
+    run_id: str,
+    groups: list[Group],
+    appender: RecordAppender,
+    prediction_cache: dict[tuple[str, ...], torch.Tensor] | None = None,
+    after_each: Any = None,
+) -> None:
+    """Predict and score ``groups``, appending each group's records; consecutive groups of one image share
+    its sample. ``after_each(group)`` (optional) is called after each group (progress)."""
+    spec = work.spec
+    sample: Sample | None = None
+    sample_of: tuple[str, int] | None = None
+    for group in groups:
+        policy, item_index, method_index = group
+        item = work.items[item_index]
+        method, record_name = work.methods[method_index]
+        if sample_of != (policy, item_index):
+            sample, sample_of = make_sample(item, spec, config.dataset, policy), (policy, item_index)
+        assert sample is not None
+        sr = _cached_predict(method, record_name, sample, config.device, prediction_cache)
+        levels = scored_levels(sr.cpu(), sample, spec)
+        values = score_levels(levels, sample, spec)
+        if config.save_images:
+            _save_png(_image_path(config, record_name, policy, item.name), levels)
+        if group_key(config, work, group) not in appender.done:
+            appender.append(
+                [
+                    Record(run_id, config.dataset, config.preset, record_name, policy, item.name, metric, value)
+                    for metric, value in values.items()
+                ]
+            )
+        if after_each is not None:
+            after_each(group)
+
+
 def _evaluate(
     config: RunConfig,
     work: _Plan,
@@ -302,37 +367,13 @@ def _evaluate(
     appender: RecordAppender,
     prediction_cache: dict[tuple[str, ...], torch.Tensor] | None,
 ) -> list[Record]:
-    spec = work.spec
     if appender.dropped:
         print(f"note: {appender.dropped} incomplete record group(s) from an interrupted run will be recomputed")
     total = len(work.items) * len(work.policies) * len(work.methods)
+    pending = pending_groups(config, work, appender.done)
     progress = tqdm(total=total, desc=f"{config.dataset}:{config.preset}", unit="img", disable=not config.show_progress)
-    for policy in work.policies:
-        for item in work.items:
-            pending = [
-                (m, n)
-                for m, n in work.methods
-                if (config.dataset, config.preset, n, policy, item.name) not in appender.done
-                or (config.save_images and not _image_path(config, n, policy, item.name).is_file())
-            ]
-            progress.update(len(work.methods) - len(pending))
-            if not pending:
-                continue
-            sample = make_sample(item, spec, config.dataset, policy)
-            for method, record_name in pending:
-                sr = _cached_predict(method, record_name, sample, config.device, prediction_cache)
-                levels = scored_levels(sr.cpu(), sample, spec)
-                values = score_levels(levels, sample, spec)
-                if config.save_images:
-                    _save_png(_image_path(config, record_name, policy, item.name), levels)
-                if (config.dataset, config.preset, record_name, policy, item.name) not in appender.done:
-                    appender.append(
-                        [
-                            Record(run_id, config.dataset, config.preset, record_name, policy, item.name, metric, value)
-                            for metric, value in values.items()
-                        ]
-                    )
-                progress.update(1)
+    progress.update(total - len(pending))
+    evaluate_groups(config, work, run_id, pending, appender, prediction_cache, lambda _: progress.update(1))
     progress.close()
     return appender.finish()
 
