@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -44,6 +45,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         save_images=args.save_images,
     )
     records = run(config)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun only rank 0 reports
     _print_means(records)
     print(f"wrote {Path(args.out) / 'records.csv'} ({len(records)} records) and run.json")
     return 0

@@ -257,6 +257,11 @@ def plan(config: RunConfig) -> _Plan:
 def run(config: RunConfig, prediction_cache: dict[tuple[str, ...], torch.Tensor] | None = None) -> list[Record]:
     """Evaluate ``config``; ``prediction_cache`` (optional) reuses SR outputs across presets that give a
     method identical inputs (the protocol audit runs many presets that share an LR)."""
+    from bench import distributed
+
+    ctx = distributed.context()
+    if ctx.world_size > 1:
+        return distributed.run(config, ctx)
     work = plan(config)
     rundir.make_out_dir(config.out_dir)
     with rundir.RunLock(config.out_dir):
