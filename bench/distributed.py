@@ -99,6 +99,22 @@ def absorb_parts(out_dir: Path, appender: RecordAppender) -> None:
     folder.rmdir()
 
 
+def _init_process_group(backend: str, ctx: Context) -> None:
+    """Join the job's process group through torchrun's store, under a key prefix of this restart attempt
+    (an elastic restart must not read the previous attempt's gloo addresses)."""
+    timeout = timedelta(hours=6)
+    address, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
+    if not address or not port:
+        dist.init_process_group(backend, timeout=timeout, rank=ctx.rank, world_size=ctx.world_size)
+        return
+    agent_hosts_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(address, int(port), ctx.world_size, is_master=not agent_hosts_store and ctx.rank == 0,
+                          timeout=timedelta(minutes=15), multi_tenant=not agent_hosts_store)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    prefixed = dist.PrefixStore(f"refsr-bench/attempt{attempt}", store)
+    dist.init_process_group(backend, store=prefixed, rank=ctx.rank, world_size=ctx.world_size, timeout=timeout)
+
+
 def _raise_first(errors: list[str | None]) -> None:
     for rank, error in enumerate(errors):
         if error is not None:
@@ -113,7 +129,7 @@ def run(config: Any, ctx: Context) -> list[Record]:
     if device.startswith("cuda"):
         device = f"cuda:{ctx.local_rank}"
     backend = "nccl" if device.startswith("cuda") else "gloo"
-    dist.init_process_group(backend, timeout=timedelta(hours=6))
+    _init_process_group(backend, ctx)
     lock: rundir.RunLock | None = None
     try:
         rank_config = dataclasses.replace(config, device=device)
