@@ -158,3 +158,18 @@ def test_elastic_restart_completes_without_a_manual_rerun(tmp_path: Path, dying)
     _torchrun(*argv, "--out", str(out), launcher=launcher, env=_env(KILL_RANK="1", KILL_AFTER="2"))
     assert (out / "records.csv").read_bytes() == expected.read_bytes()
     assert json.loads((out / "run.json").read_text())["run_id"] == expected.read_text().splitlines()[1][:12]
+
+
+def test_a_second_job_into_a_locked_directory_is_refused(tmp_path: Path, capsys) -> None:
+    from bench.rundir import RunLock
+
+    make_set5(tmp_path / "data", count=2)
+    out = tmp_path / "out"
+    argv = ["run", "-p", "set5:sisr_std", "-m", "bicubic", "--data", str(tmp_path / "data"), "--out", str(out)]
+    assert cli(capsys, *argv)[0] == 0
+    before = (out / "records.csv").read_bytes()
+    with RunLock(out):
+        refused = _torchrun(*argv, check=False)
+    assert refused.returncode != 0
+    assert f"being written by another refsr-bench process (PID {os.getpid()})" in refused.stderr
+    assert (out / "records.csv").read_bytes() == before
