@@ -44,7 +44,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         allow_random_weights=args.allow_random_weights,
         save_images=args.save_images,
     )
-    records = run(config)
+    records = run(config, allow_distributed=True)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun only rank 0 reports
     _print_means(records)

@@ -254,13 +254,21 @@ def plan(config: RunConfig) -> _Plan:
     return _Plan(spec, items, tuple(policies), methods, inputs, identity, data_folder, determinism)
 
 
-def run(config: RunConfig, prediction_cache: dict[tuple[str, ...], torch.Tensor] | None = None) -> list[Record]:
+def run(
+    config: RunConfig,
+    prediction_cache: dict[tuple[str, ...], torch.Tensor] | None = None,
+    allow_distributed: bool = False,
+) -> list[Record]:
     """Evaluate ``config``; ``prediction_cache`` (optional) reuses SR outputs across presets that give a
-    method identical inputs (the protocol audit runs many presets that share an LR)."""
+    method identical inputs (the protocol audit runs many presets that share an LR). Under torchrun,
+    ``allow_distributed`` (the ``run`` verb) spreads the work over the ranks (``bench.distributed``);
+    other callers are refused there rather than run once per rank into one folder."""
     from bench import distributed
 
     ctx = distributed.context()
     if ctx.world_size > 1:
+        if not allow_distributed:
+            raise UserError("only `refsr-bench run` is distributed under torchrun; run this verb as one process")
         return distributed.run(config, ctx)
     work = plan(config)
     rundir.make_out_dir(config.out_dir)

@@ -57,7 +57,7 @@ def _open(path: Path) -> Image.Image:
 
 def _sample_bits(image: Image.Image) -> str:
     """'16' when the file stores 16-bit samples that Pillow would decode truncated to 8 bit."""
-    for tile in image.tile:
+    for tile in getattr(image, "tile", None) or []:
         args = tile.args if hasattr(tile, "args") else tile[3]
         rawmode = args[0] if isinstance(args, tuple) and args else args
         if isinstance(rawmode, str) and ";16" in rawmode:

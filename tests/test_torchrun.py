@@ -173,3 +173,15 @@ def test_a_second_job_into_a_locked_directory_is_refused(tmp_path: Path, capsys)
     assert refused.returncode != 0
     assert f"being written by another refsr-bench process (PID {os.getpid()})" in refused.stderr
     assert (out / "records.csv").read_bytes() == before
+
+
+def test_verbs_that_are_not_distributed_are_refused_under_torchrun(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_set5(tmp_path / "data", count=2)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    status, _, err = cli(capsys, "audit", "-m", "bicubic", "-d", "set5", "--data", tmp_path / "data",
+                         "--presets", "sisr_std", "--out", tmp_path / "audit")
+    assert status == 2 and "only `refsr-bench run` is distributed under torchrun" in err
+    assert not (tmp_path / "audit").exists()
