@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from protocols.errors import UserError
@@ -43,14 +44,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         methods=tuple(args.methods),
         out_dir=Path(args.out),
         data_root=args.data,
-        weights=args.weights,
+        weights=tuple(args.weights) if args.weights else None,
         device=args.device,
         reference_policies=policies,
         shard=parse_shard(args.shard),
         allow_random_weights=args.allow_random_weights,
         save_images=args.save_images,
     )
-    records = run(config)
+    records = run(config, allow_distributed=True)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun only rank 0 reports
     _print_means(records)
     print(f"wrote {Path(args.out) / 'records.csv'} ({len(records)} records) and run.json")
     return 0
@@ -76,7 +79,7 @@ def _print_means(records: list) -> None:
 def _cmd_merge(args: argparse.Namespace) -> int:
     from bench.runner import merge
 
-    records = merge([Path(d) for d in args.run_dirs], Path(args.out))
+    records = merge([Path(d) for d in args.run_dirs], Path(args.out), partial=args.partial)
     print(f"merged {len(args.run_dirs)} runs into {args.out} ({len(records)} records)")
     return 0
 
@@ -230,9 +233,14 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
 
     run_parser = sub.add_parser("run", help="evaluate methods on one protocol, writing per-image records")
     run_parser.add_argument("-p", "--protocol", required=True, help="DATASET[:PRESET], e.g. urban100:refsr")
-    run_parser.add_argument("-m", "--methods", nargs="+", required=True, help="method names or fnmatch patterns")
+    run_parser.add_argument(
+        "-m", "--methods", nargs="+", action="extend", required=True, help="method names or patterns (repeatable)"
+    )
     run_parser.add_argument("--data", help="dataset root (default: $REFSR_DATA)")
-    run_parser.add_argument("--weights", help="weights folder (default: $REFSR_WEIGHTS) or one checkpoint file")
+    run_parser.add_argument(
+        "--weights", action="append",
+        help="weights folder (default: $REFSR_WEIGHTS), METHOD=FILE (repeatable), or FILE when -m names one method",
+    )
     run_parser.add_argument("--out", default="runs/latest", help="output folder (records.csv, run.json)")
     run_parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     run_parser.add_argument(
@@ -251,6 +259,9 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     merge_parser = sub.add_parser("merge", help="join sharded run folders")
     merge_parser.add_argument("run_dirs", nargs="+")
     merge_parser.add_argument("--out", required=True)
+    merge_parser.add_argument(
+        "--partial", action="store_true", help="allow missing shards (and repeated shards whose rows agree)"
+    )
     merge_parser.set_defaults(handler=_cmd_merge)
 
     list_parser = sub.add_parser("list", help="list registered methods or protocols")
@@ -275,6 +286,18 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _load_plugin(load_plugin: Callable[[str], None], path: str) -> None:
+    """Import a plugin file; a broken file is the user's to fix, so it is one line, not a traceback."""
+    try:
+        load_plugin(path)
+    except UserError:
+        raise
+    except SyntaxError as error:
+        raise UserError(f"plugin {path} has a syntax error at line {error.lineno}: {error.msg}") from None
+    except Exception as error:  # noqa: BLE001 -- any import-time failure of user code
+        raise UserError(f"plugin {path} failed to import: {type(error).__name__}: {error}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
@@ -284,14 +307,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from methods.registry import load_plugin
 
             for plugin in args.plugin:
-                load_plugin(plugin)
+                _load_plugin(load_plugin, plugin)
         return int(args.handler(args))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into a reader that stopped early (e.g. `| head`)
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:

@@ -6,6 +6,9 @@ tolerance and a rule:
 - ``two_sided``: |got - expected| <= atol (quality: an unexpected improvement is drift too);
 - ``exact``: got == expected (parameter and MAC counts);
 - ``relative_increase``: got <= expected * (1 + atol), checked only when the device matches (latency).
+Any other rule name is an error. ``gate`` fails (exit 1) when no golden key applies (unless
+``--allow-empty``), on a missing key, and on an image in the run that the golden file lists no row for
+in a group it lists image by image.
 Paper values are never gated. ``refsr-bench accept DIR`` writes golden rows from a run, on request only.
 """
 
@@ -18,7 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.records import Record, format_value, read_records
+from bench.records import Record, format_value, is_journal, read_records
 from protocols.core import UserError
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "reports" / "golden"
@@ -77,7 +80,18 @@ def run_values(records: list[Record]) -> dict[Key, float]:
     return values
 
 
+RULES = ("two_sided", "exact", "relative_increase")
+
+
+def _golden_float(path: Path, line: int, column: str, text: str) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise UserError(f"{path}:{line}: {column} {text!r} is not a number") from None
+
+
 def read_golden(paths: list[Path]) -> list[GoldenRow]:
+    """Golden rows of the given files; a bad header, value or rule name is a UserError naming the line."""
     rows = []
     for path in paths:
         if not path.is_file():
@@ -86,15 +100,19 @@ def read_golden(paths: list[Path]) -> list[GoldenRow]:
             reader = csv.DictReader(handle)
             if tuple(reader.fieldnames or ()) != GOLDEN_COLUMNS:
                 raise UserError(f"{path}: expected columns {','.join(GOLDEN_COLUMNS)}")
-            for row in reader:
+            for line, row in enumerate(reader, start=2):
+                if None in row or any(v is None for v in row.values()):
+                    raise UserError(f"{path}:{line}: expected {len(GOLDEN_COLUMNS)} columns")
+                if row["rule"] not in RULES:
+                    raise UserError(f"{path}:{line}: unknown rule {row['rule']!r}; valid: {', '.join(RULES)}")
                 key: Key = (row["method"], row["protocol"], row["preset"], row["level"], row["image"], row["metric"])
                 rows.append(
                     GoldenRow(
                         key,
-                        float(row["expected"]),
-                        float(row["atol"]),
+                        _golden_float(path, line, "expected", row["expected"]),
+                        _golden_float(path, line, "atol", row["atol"]),
                         row["rule"],
-                        row["device"],  # type: ignore[arg-type]
+                        row["device"],
                         row["source_run"],
                     )
                 )
@@ -128,8 +146,14 @@ def gate(records: list[Record], golden: list[GoldenRow], device: str = "") -> li
             verdicts.append(Verdict(row.key, row.expected, got, row.atol, "skipped (other device)"))
         else:
             verdicts.append(Verdict(row.key, row.expected, got, row.atol, "pass" if _passes(row, got) else "FAIL"))
+    golden_images: dict[tuple[str, ...], set[str]] = defaultdict(set)
+    for key in golden_keys:
+        if key[4] != "MEAN":
+            golden_images[(*key[:4], key[5])].add(key[4])
     for key in sorted(set(values) - golden_keys):
-        verdicts.append(Verdict(key, None, values[key], None, "new"))
+        # an image the golden file does not know, in a group it lists image by image, is a failure
+        extra = key[4] != "MEAN" and (*key[:4], key[5]) in golden_images
+        verdicts.append(Verdict(key, None, values[key], None, "EXTRA" if extra else "new"))
     return verdicts
 
 
@@ -175,6 +199,8 @@ def accept(run_dir: Path, golden_file: Path) -> int:
 
 def _cmd_gate(args: argparse.Namespace) -> int:
     run_dir = Path(args.run)
+    if (run_dir / "records.csv").is_file() and is_journal(run_dir / "records.csv"):
+        raise UserError(f"{run_dir} is not finished (records.csv is still a journal); rerun its command first")
     records = read_records(run_dir / "records.csv")
     if not records:
         raise UserError(f"no records in {run_dir / 'records.csv'}")
@@ -184,14 +210,19 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         print(verdicts_json(verdicts))
         return 1 if any(v.verdict in ("FAIL", "MISSING") for v in verdicts) else 0
     print(format_table(verdicts))
-    failed = [v for v in verdicts if v.verdict in ("FAIL", "MISSING")]
+    failed = [v for v in verdicts if v.verdict in ("FAIL", "MISSING", "EXTRA")]
     new = [v for v in verdicts if v.verdict == "new"]
     checked = [v for v in verdicts if v.verdict in ("pass", "FAIL", "MISSING")]
-    print(f"\n{len(checked)} golden keys checked: {len(failed)} failed/missing; {len(new)} new keys (warning)")
+    print(f"\n{len(checked)} golden keys checked: {len(failed)} failed/missing/extra; {len(new)} new keys (warning)")
     for v in failed:
-        print(f"  {v.verdict}: {'/'.join(v.key)}")
+        print(f"  {v.verdict}: {'/'.join(v.key)}" + (" (image not in the golden file)" if v.verdict == "EXTRA" else ""))
     if not checked:
-        print("warning: no golden keys apply to this run (accept it with `refsr-bench accept DIR`)")
+        if args.allow_empty:
+            print("warning: no golden keys apply to this run (--allow-empty)")
+            return 0
+        print("FAIL: no golden keys apply to this run, so nothing was checked (accept it with `refsr-bench accept "
+              "DIR`, or pass --allow-empty)")
+        return 1
     return 1 if failed else 0
 
 
@@ -223,6 +254,7 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     gate_parser.add_argument("--golden", action="append", help="golden CSV (default: reports/golden/*.csv)")
     gate_parser.add_argument("--device", help="device tag for latency rules")
     gate_parser.add_argument("--json", action="store_true", help="print the verdicts as JSON (for scripts)")
+    gate_parser.add_argument("--allow-empty", action="store_true", help="exit 0 even when no golden key applies")
     gate_parser.set_defaults(handler=_cmd_gate)
     accept_parser = subparsers.add_parser("accept", help="write golden values from a run (explicit request only)")
     accept_parser.add_argument("run", help="run folder holding records.csv")

@@ -1,14 +1,16 @@
 """``refsr-bench run``: one protocol (dataset + preset), several methods, per-image records.
 
-Resumable: records are appended one image at a time; rerunning the same command skips what is done
-and the final ``records.csv`` is identical to an uninterrupted run's. Shardable: ``--shard i/n`` takes
-every n-th image starting at i; ``refsr-bench merge`` joins the shards.
+A run directory holds one configuration (``bench.rundir``: identity, lock). Resumable: records are
+journalled one group at a time with a checksum (``bench.records``); rerunning the same command skips what
+is done and the final ``records.csv`` is identical to an uninterrupted run's. Shardable: ``--shard i/n``
+takes every n-th image starting at i; ``refsr-bench merge`` joins a complete shard set.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,14 +20,22 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from bench import provenance
-from bench.records import Record, RecordAppender, read_records, write_records
+from bench import provenance, rundir
+from bench.records import Record, RecordAppender, is_journal, read_records, write_records
 from bench.weights import try_load, weight_file_for, weights_dir
 from methods.base import Method, sha256_of
 from methods.registry import create, resolve
 from protocols.core import Sample, UserError
-from protocols.datasets import get_dataset, load_items
-from protocols.pipeline import make_sample, resolve_policy, score
+from protocols.datasets import DatasetItem, data_root, get_dataset, load_items, locate
+from protocols.imageio import image_size
+from protocols.pipeline import (
+    center_pad_amounts,
+    check_scored_size,
+    make_sample,
+    resolve_policy,
+    score_levels,
+    scored_levels,
+)
 from protocols.spec import ProtocolSpec, get_preset
 
 RANDOM_WEIGHTS_TAG = "[random-weights]"
@@ -38,18 +48,13 @@ class RunConfig:
     methods: tuple[str, ...]
     out_dir: Path
     data_root: str | None = None
-    weights: str | None = None
+    weights: str | tuple[str, ...] | None = None  # --weights values: a folder, FILE or METHOD=FILE
     device: str = "cpu"
     reference_policies: tuple[str, ...] = ()  # empty: the preset's policy for this dataset
     shard: tuple[int, int] = (0, 1)
     allow_random_weights: bool = False
     save_images: bool = False
     show_progress: bool = True
-
-    def run_id(self) -> str:
-        """Stable id of what is computed (not of when), so a resumed run keeps its id."""
-        key = json.dumps([self.dataset, self.preset, sorted(self.methods), self.reference_policies, self.shard])
-        return hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
 def parse_protocol(text: str) -> tuple[str, str]:
@@ -102,19 +107,52 @@ def _as_method_input(image: torch.Tensor | None, device: str) -> torch.Tensor | 
     return image.to(device)
 
 
-def _save_png(path: Path, image: torch.Tensor) -> None:
+def _save_png(path: Path, levels: np.ndarray) -> None:
+    """Write the scored image (``scored_levels``' (H, W, C) levels) as an 8-bit PNG. Presets that round
+    hold integers on [0, 255] here, so the PNG is byte-equal to what the metrics saw."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    array = np.clip(np.round(image[0].detach().cpu().double().permute(1, 2, 0).numpy() * 255), 0, 255).astype(np.uint8)
+    array = np.clip(np.round(levels), 0, 255).astype(np.uint8)
     Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(path)
+
+
+_CHECKPOINT_ERRORS = (RuntimeError, ValueError, KeyError, OSError, EOFError, pickle.UnpicklingError)
+
+
+def _short(text: str) -> str:
+    first = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    return first if len(first) <= 200 else first[:200] + " ..."
+
+
+def _check_checkpoint_file(path: Path) -> None:
+    """Short reasons for files that cannot be checkpoints, before torch prints its long ones."""
+    head = path.read_bytes()[:4] if path.stat().st_size else b""
+    if not head:
+        raise UserError(f"checkpoint {path} is empty (0 bytes); download it again")
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise UserError(f"checkpoint {path} is not a PyTorch checkpoint (neither zip nor pickle); download it again")
+
+
+def _load_weights(method: Method, name: str, load: Any) -> Any:
+    try:
+        return load()
+    except UserError as error:
+        raise UserError(f"{name}: {_short(str(error))}") from None
+    except _CHECKPOINT_ERRORS as error:
+        raise UserError(f"{name}: the checkpoint does not fit this method: {_short(str(error))}") from None
 
 
 def _prepare_method(name: str, spec: ProtocolSpec, config: RunConfig) -> tuple[Method, str]:
     """Create the method and load weights; returns (method, name used in the records)."""
     method = create(name, scale=spec.scale, device=config.device)
     if explicit_file := weight_file_for(config.weights, config.methods, name):  # --weights FILE / METHOD=FILE
-        method.load_weights(explicit_file)
+        _check_checkpoint_file(Path(explicit_file))
+        _load_weights(method, name, lambda: method.load_weights(explicit_file))
         return method, name
-    problem = try_load(method, weights_dir(config.weights))
+    folder = weights_dir(config.weights)
+    for weight in method.info.weights:
+        if (folder / weight.file_name).is_file():
+            _check_checkpoint_file(folder / weight.file_name)
+    problem = _load_weights(method, name, lambda: try_load(method, folder))
     if problem is None:
         return method, name
     if config.allow_random_weights:
@@ -131,25 +169,64 @@ def _weights_manifest(method: Method, config: RunConfig) -> list[dict[str, Any]]
     for weight in method.info.weights:
         path = folder / weight.file_name
         rows.append({"file": weight.file_name, "sha256": sha256_of(path) if path.is_file() else None})
-    if config.weights and Path(config.weights).is_file():
-        rows.append({"file": Path(config.weights).name, "sha256": sha256_of(config.weights)})
+    if explicit_file := weight_file_for(config.weights, config.methods, method.info.name):
+        rows.append({"file": Path(explicit_file).name, "sha256": sha256_of(explicit_file)})
     return rows
 
 
-def run(config: RunConfig, prediction_cache: dict[tuple[str, ...], torch.Tensor] | None = None) -> list[Record]:
-    """Evaluate ``config``; ``prediction_cache`` (optional) reuses SR outputs across presets that give a
-    method identical inputs (the protocol audit runs many presets that share an LR)."""
-    spec = get_preset(config.preset)
-    items = load_items(config.dataset, config.data_root)  # validates the layout before any work
-    index, count = config.shard
-    items = items[index::count]
-    policies = config.reference_policies or (
-        resolve_policy(spec.reference_policy_for(config.dataset), get_dataset(config.dataset).has_references),
-    )
-    run_id = config.run_id()
-    config.out_dir.mkdir(parents=True, exist_ok=True)
-    determinism = provenance.set_deterministic()
+def _check_sizes(items: list[DatasetItem], spec: ProtocolSpec, dataset: str) -> None:
+    """Every HR file fits the pixel limit and bit-depth rule and leaves enough to score under the preset
+    (file headers only; references are checked when read)."""
+    multiple = spec.hr_multiple_for(dataset)
+    for item in items:
+        if not isinstance(item.hr, Path):
+            continue
+        h, w = image_size(item.hr, spec.high_bit_depth)
+        if spec.hr_recipe == "pad_center_replicate":
+            top, bottom, left, right = center_pad_amounts(h, w, multiple)
+            hr_hw, degraded_hw = (h, w), (h + top + bottom, w + left + right)
+        else:
+            hr_hw = degraded_hw = (h - h % multiple, w - w % multiple)
+        check_scored_size(f"{dataset}/{item.name}", (h, w), hr_hw, degraded_hw, spec)
 
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything a run computes before it writes anything."""
+
+    spec: ProtocolSpec
+    items: list[DatasetItem]
+    policies: tuple[str, ...]
+    methods: list[tuple[Method, str]]
+    inputs: list[tuple[str, str, str, str]]
+    identity: dict[str, Any]
+    data_folder: str
+    determinism: dict[str, Any]
+
+
+def plan(config: RunConfig) -> _Plan:
+    """Validate every option and input and compute the run identity; writes nothing."""
+    spec = get_preset(config.preset)
+    device_class = rundir.check_device(config.device)
+    determinism = provenance.set_deterministic()  # before any method is created (seeded random weights)
+    rundir.check_out_dir(config.out_dir)
+    dataset = get_dataset(config.dataset)
+    all_items = load_items(config.dataset, config.data_root)  # validates the layout before any work
+    index, count = config.shard
+    items = all_items[index::count]
+    if not items:
+        raise UserError(
+            f"--shard {index}/{count} selects no image: {config.dataset} has {len(all_items)}; "
+            f"use at most {len(all_items)} shards"
+        )
+    policies = config.reference_policies or (
+        resolve_policy(spec.reference_policy_for(config.dataset), dataset.has_references),
+    )
+    _check_sizes(all_items, spec, config.dataset)
+    for policy in policies:  # an unusable level or policy fails here, on the first image
+        make_sample(items[0], spec, config.dataset, policy)
+    folder = locate(dataset, data_root(config.data_root))
+    inputs = rundir.input_fingerprints(all_items, folder)
     methods: list[tuple[Method, str]] = []
     for name in resolve(list(config.methods)):
         method, record_name = _prepare_method(name, spec, config)
@@ -159,52 +236,163 @@ def run(config: RunConfig, prediction_cache: dict[tuple[str, ...], torch.Tensor]
                 "pass --ref-policy self_lr"
             )
         methods.append((method, record_name))
+    identity = {
+        "schema": rundir.SCHEMA,
+        "suite_version": rundir.suite_version(),
+        "dataset": config.dataset,
+        "preset": spec.to_dict(),
+        "device_class": device_class,
+        "inputs_sha256": hashlib.sha256(rundir.inputs_text(inputs).encode()).hexdigest(),
+        "methods": {
+            record_name: {"method": method.info.name, "weights": _weights_manifest(method, config)}
+            for method, record_name in methods
+        },
+        "reference_policies": sorted(policies),
+    }
+    identity = json.loads(json.dumps(identity))  # tuples -> lists, as it reads back from run.json
+    data_folder = "<embedded>" if dataset.embedded else str(folder.resolve())
+    return _Plan(spec, items, tuple(policies), methods, inputs, identity, data_folder, determinism)
 
+
+def run(
+    config: RunConfig,
+    prediction_cache: dict[tuple[str, ...], torch.Tensor] | None = None,
+    allow_distributed: bool = False,
+) -> list[Record]:
+    """Evaluate ``config``; ``prediction_cache`` (optional) reuses SR outputs across presets that give a
+    method identical inputs (the protocol audit runs many presets that share an LR). Under torchrun,
+    ``allow_distributed`` (the ``run`` verb) spreads the work over the ranks (``bench.distributed``);
+    other callers are refused there rather than run once per rank into one folder."""
+    from bench import distributed
+
+    ctx = distributed.context()
+    if ctx.world_size > 1:
+        if not allow_distributed:
+            raise UserError("only `refsr-bench run` is distributed under torchrun; run this verb as one process")
+        return distributed.run(config, ctx)
+    work = plan(config)
+    rundir.make_out_dir(config.out_dir)
+    with rundir.RunLock(config.out_dir):
+        resume = rundir.reconcile(config.out_dir, work.identity, work.data_folder, config.shard, work.inputs)
+        run_id = rundir.run_id_of(resume.identity)
+        appender = RecordAppender(config.out_dir / "records.csv", work.spec.metrics, run_id)  # a bad file fails here
+        _write_manifest(config, work, resume, run_id)
+        return _evaluate(config, work, run_id, appender, prediction_cache)
+
+
+def _write_manifest(config: RunConfig, work: _Plan, resume: rundir.Resume, run_id: str) -> None:
+    extensions = list((resume.previous or {}).get("extensions", []))
+    if resume.added_methods or resume.added_levels:
+        extensions.append({"added_methods": resume.added_methods, "added_levels": resume.added_levels})
     manifest = {
+        "schema": rundir.SCHEMA,
         "run_id": run_id,
+        "identity": resume.identity,
+        "data_folder": work.data_folder,
+        "shard": list(config.shard),
+        "extensions": extensions,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
         "protocol": config.dataset,
-        "protocol_spec": spec.to_dict(),
-        "protocol_sentence": spec.sentence(config.dataset),
-        "reference_policies": list(policies),
+        "protocol_spec": work.spec.to_dict(),
+        "protocol_sentence": work.spec.sentence(config.dataset),
+        "reference_policies": list(resume.identity["reference_policies"]),
         "environment": provenance.environment(config.device),
-        "determinism": determinism,
+        "determinism": work.determinism,
         "methods": [
             {"record_name": record_name, "info": _info_dict(method), "weights": _weights_manifest(method, config)}
-            for method, record_name in methods
+            for method, record_name in work.methods
         ],
-        "images": [item.name for item in items],
+        "images": [item.name for item in work.items],
     }
-    (config.out_dir / "run.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    rundir.write_atomic(config.out_dir / rundir.INPUTS_FILE, rundir.inputs_text(work.inputs))
+    rundir.write_atomic(config.out_dir / "run.json", json.dumps(manifest, indent=2, default=str) + "\n")
 
-    appender = RecordAppender(config.out_dir / "records.csv", spec.metrics)
-    total = len(items) * len(policies) * len(methods)
+
+Group = tuple[str, int, int]  # one unit of work: (reference policy, index into items, index into methods)
+
+
+def group_key(config: RunConfig, work: _Plan, group: Group) -> tuple[str, str, str, str, str]:
+    policy, item_index, method_index = group
+    return (config.dataset, config.preset, work.methods[method_index][1], policy, work.items[item_index].name)
+
+
+def describe(config: RunConfig, work: _Plan, group: Group) -> str:
+    """A group as users name it: ``dataset:preset method level image``."""
+    dataset, preset, method, policy, image = group_key(config, work, group)
+    return f"{dataset}:{preset} {method} {policy} {image}"
+
+
+def pending_groups(config: RunConfig, work: _Plan, done: set[tuple[str, ...]]) -> list[Group]:
+    """Groups without records (or, with --save-images, without their PNG), in policy, image, method order."""
+    pending = []
+    for policy in work.policies:
+        for item_index, item in enumerate(work.items):
+            for method_index, (_, record_name) in enumerate(work.methods):
+                group = (policy, item_index, method_index)
+                if group_key(config, work, group) not in done or (
+                    config.save_images and not _image_path(config, record_name, policy, item.name).is_file()
+                ):
+                    pending.append(group)
+    return pending
+
+
+def evaluate_groups(
+    config: RunConfig,
+    work: _Plan,
+    run_id: str,
+    groups: list[Group],
+    appender: RecordAppender,
+    prediction_cache: dict[tuple[str, ...], torch.Tensor] | None = None,
+    after_each: Any = None,
+) -> None:
+    """Predict and score ``groups``, appending each group's records; consecutive groups of one image share
+    its sample. ``after_each(group)`` (optional) is called after each group (progress)."""
+    spec = work.spec
+    sample: Sample | None = None
+    sample_of: tuple[str, int] | None = None
+    for group in groups:
+        policy, item_index, method_index = group
+        item = work.items[item_index]
+        method, record_name = work.methods[method_index]
+        if sample_of != (policy, item_index):
+            sample, sample_of = make_sample(item, spec, config.dataset, policy), (policy, item_index)
+        assert sample is not None
+        sr = _cached_predict(method, record_name, sample, config.device, prediction_cache)
+        levels = scored_levels(sr.cpu(), sample, spec)
+        values = score_levels(levels, sample, spec)
+        if config.save_images:
+            _save_png(_image_path(config, record_name, policy, item.name), levels)
+        if group_key(config, work, group) not in appender.done:
+            appender.append(
+                [
+                    Record(run_id, config.dataset, config.preset, record_name, policy, item.name, metric, value)
+                    for metric, value in values.items()
+                ]
+            )
+        if after_each is not None:
+            after_each(group)
+
+
+def _evaluate(
+    config: RunConfig,
+    work: _Plan,
+    run_id: str,
+    appender: RecordAppender,
+    prediction_cache: dict[tuple[str, ...], torch.Tensor] | None,
+) -> list[Record]:
+    if appender.dropped:
+        print(f"note: {appender.dropped} incomplete record group(s) from an interrupted run will be recomputed")
+    total = len(work.items) * len(work.policies) * len(work.methods)
+    pending = pending_groups(config, work, appender.done)
     progress = tqdm(total=total, desc=f"{config.dataset}:{config.preset}", unit="img", disable=not config.show_progress)
-    for policy in policies:
-        for item in items:
-            pending = [
-                (m, n) for m, n in methods if (config.dataset, config.preset, n, policy, item.name) not in appender.done
-            ]
-            progress.update(len(methods) - len(pending))
-            if not pending:
-                continue
-            sample = make_sample(item, spec, config.dataset, policy)
-            for method, record_name in pending:
-                sr = _cached_predict(method, record_name, sample, config.device, prediction_cache)
-                values = score(sr.cpu(), sample, spec)
-                appender.append(
-                    [
-                        Record(run_id, config.dataset, config.preset, record_name, policy, item.name, metric, value)
-                        for metric, value in values.items()
-                    ]
-                )
-                if config.save_images:
-                    _save_png(
-                        config.out_dir / "images" / record_name / policy.replace(":", "_") / f"{item.name}.png", sr
-                    )
-                progress.update(1)
+    progress.update(total - len(pending))
+    evaluate_groups(config, work, run_id, pending, appender, prediction_cache, lambda _: progress.update(1))
     progress.close()
     return appender.finish()
+
+
+def _image_path(config: RunConfig, record_name: str, policy: str, image: str) -> Path:
+    return config.out_dir / "images" / record_name / policy.replace(":", "_") / f"{image}.png"
 
 
 def _digest(image: torch.Tensor | None) -> str:
@@ -243,23 +431,77 @@ def _info_dict(method: Method) -> dict[str, Any]:
     return info
 
 
-def merge(run_dirs: list[Path], out_dir: Path) -> list[Record]:
-    """Join shard outputs: records concatenated (duplicates must agree) and the manifests listed."""
-    seen: dict[tuple[str, ...], Record] = {}
-    for run_dir in run_dirs:
+def _shard_manifest(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a run folder (no run.json)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{path} is not valid JSON") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != rundir.SCHEMA or "shard" not in manifest:
+        raise UserError(f"{run_dir}: run.json is not a schema-{rundir.SCHEMA} run of this suite; rerun it")
+    if (run_dir / "records.csv").is_file() and is_journal(run_dir / "records.csv"):
+        raise UserError(f"{run_dir} is not finished (its records.csv is still a journal); rerun its command")
+    return manifest
+
+
+def merge(run_dirs: list[Path], out_dir: Path, partial: bool = False) -> list[Record]:
+    """Join the shards of one run. Refused (UserError): shards of different run identities, a shard set
+    with missing shards or overlapping rows (both allowed with ``partial``; overlapping values must agree),
+    or an unfinished shard. The merged ``records.csv`` equals the unsharded run's byte for byte."""
+    rundir.check_out_dir(out_dir)
+    if out_dir.resolve() in {d.resolve() for d in run_dirs}:
+        raise UserError(f"--out {out_dir} is one of the shards; merge into a new folder")
+    manifests = [_shard_manifest(d) for d in run_dirs]
+    run_ids = {m["run_id"] for m in manifests}
+    if len(run_ids) > 1:
+        listing = ", ".join(f"{d} ({m['protocol']}:{m['protocol_spec']['name']}, run_id {m['run_id']})"
+                            for d, m in zip(run_dirs, manifests, strict=True))
+        raise UserError(f"these folders hold different runs and cannot be merged: {listing}")
+    counts = {m["shard"][1] for m in manifests}
+    if len(counts) > 1:
+        splits = ", ".join(f"{m['shard'][0]}/{m['shard'][1]}" for m in manifests)
+        raise UserError(f"shards of different splits: {splits}")
+    count = counts.pop()
+    indexes = [m["shard"][0] for m in manifests]
+    repeated = sorted({i for i in indexes if indexes.count(i) > 1})
+    missing = sorted(set(range(count)) - set(indexes))
+    if missing and not partial:
+        raise UserError(
+            f"incomplete shard set: missing shard(s) {', '.join(f'{i}/{count}' for i in missing)}; "
+            "run them, or pass --partial to merge what is there"
+        )
+    if repeated and not partial:
+        twice = ", ".join(f"{i}/{count}" for i in repeated)
+        raise UserError(f"shard(s) {twice} given more than once (overlapping rows)")
+    seen: dict[tuple[str, ...], tuple[Record, Path]] = {}
+    for run_dir, manifest in zip(run_dirs, manifests, strict=True):
         records = read_records(run_dir / "records.csv")
         if not records:
-            raise UserError(f"no records in {run_dir / 'records.csv'}")
+            raise UserError(f"no records in {run_dir / 'records.csv'}; rerun that shard")
         for record in records:
             key = record.sort_key()
-            if key in seen and seen[key].value != record.value:
-                raise UserError(f"shards disagree on {key}: {seen[key].value} vs {record.value}")
-            seen[key] = record
-    out_dir.mkdir(parents=True, exist_ok=True)
-    merged = list(seen.values())
-    write_records(out_dir / "records.csv", merged)
-    manifests = [json.loads((d / "run.json").read_text()) for d in run_dirs if (d / "run.json").is_file()]
-    (out_dir / "run.json").write_text(
-        json.dumps({"merged_from": [str(d) for d in run_dirs], "runs": manifests}, indent=2, default=str) + "\n"
-    )
-    return merged
+            if record.run_id != manifest["run_id"]:
+                raise UserError(f"{run_dir / 'records.csv'}: row {'/'.join(key)} has run_id {record.run_id}, "
+                                f"run.json says {manifest['run_id']}")
+            if key in seen:
+                other, where = seen[key]
+                if not partial or other.value != record.value:
+                    raise UserError(f"overlapping rows: {'/'.join(key)} is in both {where} and {run_dir}")
+            seen[key] = (record, run_dir)
+    rundir.make_out_dir(out_dir)
+    merged = [record for record, _ in seen.values()]
+    with rundir.RunLock(out_dir):
+        write_records(out_dir / "records.csv", merged)
+        first = manifests[0]
+        summary = {
+            "schema": rundir.SCHEMA,
+            "run_id": first["run_id"],
+            "identity": first["identity"],
+            "merged_from": [str(d) for d in run_dirs],
+            "missing_shards": [f"{i}/{count}" for i in missing],
+            "runs": manifests,
+        }
+        rundir.write_atomic(out_dir / "run.json", json.dumps(summary, indent=2, default=str) + "\n")
+    return read_records(out_dir / "records.csv")

@@ -122,7 +122,16 @@ def resolve_loader(loader: Loader) -> Callable[..., Any]:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """Image files of ``folder`` sorted by name; two files with one stem (``a.png``, ``a.jpg``) are an error."""
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    by_stem: dict[str, list[str]] = {}
+    for path in images:
+        by_stem.setdefault(path.stem, []).append(path.name)
+    clashes = [names for names in by_stem.values() if len(names) > 1]
+    if clashes:
+        listing = "; ".join(" and ".join(names) for names in clashes[:5])
+        raise UserError(f"{folder}: two files share an image name ({listing}); keep one of each")
+    return images
 
 
 def _flat_hr(root: Path) -> list[DatasetItem]:

@@ -1,7 +1,18 @@
-"""Reading benchmark images with the checks a researcher expects (clear errors, explicit bit depth)."""
+"""Reading benchmark images with the checks a researcher expects (clear errors, explicit bit depth).
+
+The bit-depth rule the reader enforces: every file must hold 8 bits per sample (1-bit, palette, 8-bit
+grey and 8-bit RGB/RGBA files are read as 8-bit). 16-bit greyscale files are rejected, or, under a preset
+with ``high_bit_depth="to_8bit"``, scaled to 8 bit by round(v/257). 16-bit colour files (48/64-bit PNG or
+TIFF) and 32-bit integer or float files are always rejected: Pillow can only read them truncated to 8 bits.
+
+The size rule: a file with more than ``max_image_pixels()`` pixels (width x height; default 100 million,
+set ``REFSR_MAX_PIXELS`` to change it) is rejected before it is decoded.
+"""
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,28 +20,102 @@ from PIL import Image, UnidentifiedImageError
 
 from protocols.core import UserError
 
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+_HIGH_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def max_image_pixels() -> int:
+    """The pixel limit (width x height) per image file: ``REFSR_MAX_PIXELS`` or 100 million."""
+    text = os.environ.get("REFSR_MAX_PIXELS", "")
+    if not text:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    if not text.isdigit() or int(text) <= 0:
+        raise UserError(f"REFSR_MAX_PIXELS={text!r}: expected a positive integer number of pixels")
+    return int(text)
+
+
+def _open(path: Path) -> Image.Image:
+    """Open (header only) with Pillow's own decompression-bomb check replaced by ``max_image_pixels``."""
+    limit = max_image_pixels()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            image = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+    width, height = image.size
+    if width * height > limit:
+        image.close()
+        raise UserError(
+            f"{path} is {width}x{height} = {width * height} pixels, over the limit of {limit}; "
+            "downscale it or raise REFSR_MAX_PIXELS"
+        )
+    return image
+
+
+def _sample_bits(image: Image.Image) -> str:
+    """'16' when the file stores 16-bit samples that Pillow would decode truncated to 8 bit."""
+    for tile in getattr(image, "tile", None) or []:
+        args = tile.args if hasattr(tile, "args") else tile[3]
+        rawmode = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(rawmode, str) and ";16" in rawmode:
+            return "16"
+    return "8"
+
+
+def _is_grey16(image: Image.Image) -> bool:
+    return image.mode in _HIGH_GREY_MODES or (image.mode == "I" and _sample_bits(image) == "16")
+
+
+def _check_depth(image: Image.Image, path: Path, high_bit_depth: str) -> None:
+    """Enforce the module's bit-depth rule from the header (before decoding)."""
+    mode = image.mode
+    if _is_grey16(image):
+        if high_bit_depth != "to_8bit":
+            raise UserError(
+                f"{path} is a 16-bit image (mode {mode}); this preset expects 8-bit images. "
+                "Convert it to 8 bit or use a preset with high_bit_depth='to_8bit'."
+            )
+        return
+    wide = mode in ("I", "F") or mode.startswith(("I;32", "F;"))
+    if wide or _sample_bits(image) == "16":
+        kind = f"32-bit (mode {mode})" if wide else "16-bit colour"
+        raise UserError(
+            f"{path} is a {kind} image; only 8-bit files (and 16-bit greyscale under a to_8bit preset) "
+            "are read. Convert it to 8 bit."
+        )
+
+
+def image_size(path: str | Path, high_bit_depth: str = "reject") -> tuple[int, int]:
+    """(height, width) of an image file from its header, with the pixel-limit and bit-depth rules applied."""
+    path = Path(path)
+    try:
+        with _open(path) as image:
+            _check_depth(image, path, high_bit_depth)
+            return image.size[1], image.size[0]
+    except UserError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise UserError(f"cannot read image {path}: {error} (corrupt or not an image file)") from error
+
 
 def read_image(path: str | Path, *, grey: str = "replicate", high_bit_depth: str = "reject") -> np.ndarray:
-    """Read an image file as uint8.
+    """Read an image file as uint8 under the bit-depth and size rules of the module docstring.
 
     Returns (H, W, 3) RGB uint8; a single-channel 8-bit file is replicated into R, G, B when
-    ``grey="replicate"`` or returned as (H, W) uint8 when ``grey="keep"``. 16-bit files are rejected
-    (``high_bit_depth="reject"``, the RefSR/SISR tables are 8-bit) or scaled to 8 bit by round(v/257)
-    (``"to_8bit"``). Alpha channels are dropped.
+    ``grey="replicate"`` or returned as (H, W) uint8 when ``grey="keep"``. Alpha channels are dropped.
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"image file not found: {path}")
     try:
-        with Image.open(path) as image:
-            image.load()
+        with _open(path) as image:
             mode = image.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I"):
-                if high_bit_depth != "to_8bit":
-                    raise UserError(
-                        f"{path} is a 16-bit image (mode {mode}); this preset expects 8-bit images. "
-                        "Convert it to 8 bit or use a preset with high_bit_depth='to_8bit'."
-                    )
+            _check_depth(image, path, high_bit_depth)
+            image.load()
+            if _is_grey16(image):
                 wide = np.asarray(image, dtype=np.float64)
                 grey_array = np.clip(np.round(wide / 257.0), 0, 255).astype(np.uint8)
                 return grey_array if grey == "keep" else np.repeat(grey_array[:, :, None], 3, axis=2)
@@ -39,5 +124,5 @@ def read_image(path: str | Path, *, grey: str = "replicate", high_bit_depth: str
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
     except UserError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise UserError(f"cannot read image {path}: {error} (corrupt or not an image file)") from error

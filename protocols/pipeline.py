@@ -226,6 +226,7 @@ def make_sample(item: DatasetItem, spec: ProtocolSpec, dataset: str, policy: str
     scale = spec.scale
     multiple = spec.hr_multiple_for(dataset)
     hr = _read(item.hr, spec)
+    file_hw = hr.shape[:2]
     if spec.degrade_luma_only:
         hr = _integer_luma(hr, spec)
     ref = _reference_array(item, policy, dataset, spec)
@@ -247,10 +248,7 @@ def make_sample(item: DatasetItem, spec: ProtocolSpec, dataset: str, policy: str
             height, width = max(hr.shape[0], ref.shape[0]), max(hr.shape[1], ref.shape[1])
             degraded, ref = pad_zero(hr, height, width), pad_zero(ref, height, width)
             sr_crop = (0, height - hr.shape[0], 0, width - hr.shape[1])
-    if min(degraded.shape[:2]) < scale:
-        raise UserError(
-            f"{dataset}/{item.name}: image {degraded.shape[1]}x{degraded.shape[0]} is smaller than the scale"
-        )
+    check_scored_size(f"{dataset}/{item.name}", file_hw, hr.shape[:2], degraded.shape[:2], spec)
     lr = downscale(degraded, scale, spec)
     ref_tensor = ref_lr = None
     if ref is not None:
@@ -269,6 +267,27 @@ def iter_samples(items: list[DatasetItem], spec: ProtocolSpec, dataset: str, pol
         yield make_sample(item, spec, dataset, policy)
 
 
+def min_scored_side(spec: ProtocolSpec) -> int:
+    """Smallest scored region side (after the border and left crops): SSIM's 7x7 window, else 1 px."""
+    return 7 if any(m.startswith("ssim") for m in spec.metrics) else 1
+
+
+def check_scored_size(
+    where: str, file_hw: tuple[int, ...], hr_hw: tuple[int, ...], degraded_hw: tuple[int, ...], spec: ProtocolSpec
+) -> None:
+    """A UserError giving the file's real size when the preset leaves too little to degrade or to score."""
+    scored_h = hr_hw[0] - 2 * spec.crop_border
+    scored_w = hr_hw[1] - spec.crop_left - 2 * spec.crop_border
+    need = min_scored_side(spec)
+    if min(degraded_hw) >= spec.scale and min(hr_hw) > 0 and min(scored_h, scored_w) >= need:
+        return
+    raise UserError(
+        f"{where}: image is {file_hw[1]}x{file_hw[0]} px; preset {spec.name} scores a "
+        f"{max(scored_w, 0)}x{max(scored_h, 0)} region of it (x{spec.scale}, {spec.hr_recipe} to "
+        f"{hr_hw[1]}x{hr_hw[0]}, border crop {spec.crop_border}), at least {need}x{need} is needed; use larger images"
+    )
+
+
 # --- scoring -------------------------------------------------------------------------------------
 
 
@@ -285,6 +304,20 @@ def quantise_sr(sr: np.ndarray, spec: ProtocolSpec) -> np.ndarray:
     return levels
 
 
+def scored_levels(sr: torch.Tensor, sample: Sample, spec: ProtocolSpec) -> np.ndarray:
+    """The SR image exactly as the metrics see it: ``sr`` (1, C, H', W') float [0, 1] RGB cropped by
+    ``sample.sr_crop``, averaged to one channel for Y-only presets, then clamped/rounded per the preset.
+    Returns (H, W, C) float64 levels on [0, 255] (integers for rounding presets); C = 3, or 1 for Y-only."""
+    top, bottom, left, right = sample.sr_crop
+    sr = sr[:, :, top : sr.shape[2] - bottom, left : sr.shape[3] - right]
+    if sr.shape[2:] != sample.hr.shape[2:]:
+        raise UserError(f"{sample.name}: SR size {tuple(sr.shape[2:])} != HR size {tuple(sample.hr.shape[2:])}")
+    sr_array = sr[0].detach().to("cpu", torch.float32).permute(1, 2, 0).numpy()
+    if sample.hr.shape[1] == 1:
+        sr_array = sr_array.mean(axis=2, keepdims=True)
+    return quantise_sr(sr_array, spec)
+
+
 def score(sr: torch.Tensor, sample: Sample, spec: ProtocolSpec) -> dict[str, float]:
     """Metric values of one SR output against ``sample.hr``.
 
@@ -292,15 +325,12 @@ def score(sr: torch.Tensor, sample: Sample, spec: ProtocolSpec) -> dict[str, flo
     ``sample.sr_crop`` and must then equal the HR size. Y-only presets average the channels (the
     methods received the Y image replicated into three channels).
     """
-    top, bottom, left, right = sample.sr_crop
-    sr = sr[:, :, top : sr.shape[2] - bottom, left : sr.shape[3] - right]
-    if sr.shape[2:] != sample.hr.shape[2:]:
-        raise UserError(f"{sample.name}: SR size {tuple(sr.shape[2:])} != HR size {tuple(sample.hr.shape[2:])}")
-    sr_array = sr[0].detach().to("cpu", torch.float32).permute(1, 2, 0).numpy()
+    return score_levels(scored_levels(sr, sample, spec), sample, spec)
+
+
+def score_levels(sr_levels: np.ndarray, sample: Sample, spec: ProtocolSpec) -> dict[str, float]:
+    """Metric values of ``scored_levels``' output (H, W, C) float64 levels against ``sample.hr``."""
     hr_levels = np.round(sample.hr[0].to(torch.float64).permute(1, 2, 0).numpy() * 255.0)
-    if sample.hr.shape[1] == 1:
-        sr_array = sr_array.mean(axis=2, keepdims=True)
-    sr_levels = quantise_sr(sr_array, spec)
     if spec.crop_left:
         sr_levels, hr_levels = sr_levels[:, spec.crop_left :], hr_levels[:, spec.crop_left :]
     cards = [metrics.get_metric(name) for name in spec.metrics]

@@ -1,0 +1,221 @@
+"""``torchrun ... -m bench run ...``: one run directory, evaluated by every rank of a torch.distributed job.
+
+Launched by torchrun (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` set, ``WORLD_SIZE`` > 1), ``run`` goes here:
+
+1. every rank validates the command (``runner.plan``); any rank's error stops all ranks before a write;
+2. rank 0 takes the run directory's lock for the whole job, checks the identity, folds part files left
+   by an interrupted attempt into ``records.csv``, writes ``run.json`` and splits the remaining groups
+   (image x level x method) over the ranks by expected cost (HR pixels x references read; longest first,
+   each to the least loaded rank -- deterministic);
+3. each rank writes only ``parts/rank<R>.csv`` (the checksummed journal format of ``bench.records``) and
+   ``parts/rank<R>.current`` (the group it is working on);
+4. after a barrier rank 0 folds the parts into ``records.csv`` and finishes it: byte-identical to the
+   single-process run of the same command, ``run_id`` included.
+
+A rerun (or torchrun's ``--max-restarts``) resumes from every part written. Ranks run on ``cuda:LOCAL_RANK``
+when ``--device cuda`` is given, else on the CPU with the gloo backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch.distributed as dist
+from tqdm import tqdm
+
+from bench import rundir
+from bench.records import Record, RecordAppender, read_journal
+from protocols.core import UserError
+from protocols.imageio import image_size
+
+PARTS_DIR = "parts"
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int
+    world_size: int
+    local_rank: int
+
+
+def context() -> Context:
+    """The torchrun environment, or rank 0 of 1 outside it."""
+    try:
+        return Context(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
+                       int(os.environ.get("LOCAL_RANK", "0")))
+    except ValueError:
+        raise UserError("RANK, WORLD_SIZE and LOCAL_RANK must be integers (set by torchrun)") from None
+
+
+def balanced_split(costs: list[float], world_size: int) -> list[list[int]]:
+    """Indices of ``costs`` per rank: longest job first to the least loaded rank (ties: lower index/rank),
+    each share then in its original order. Deterministic for a given input."""
+    loads = [0.0] * world_size
+    shares: list[list[int]] = [[] for _ in range(world_size)]
+    for index in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+        rank = min(range(world_size), key=lambda r: (loads[r], r))
+        loads[rank] += costs[index]
+        shares[rank].append(index)
+    return [sorted(share) for share in shares]
+
+
+def _group_cost(work: Any, group: tuple[str, int, int], pixels: dict[int, float]) -> float:
+    policy, item_index, _ = group
+    if item_index not in pixels:
+        source = work.items[item_index].hr
+        h, w = image_size(source) if isinstance(source, Path) else source.shape[:2]
+        pixels[item_index] = float(h * w)
+    references = 5.0 if policy.startswith("stitch5") else 1.0  # stitched levels read and match five references
+    return pixels[item_index] * (1.0 + references)
+
+
+def _part(out_dir: Path, rank: int, suffix: str) -> Path:
+    return out_dir / PARTS_DIR / f"rank{rank}.{suffix}"
+
+
+def absorb_parts(out_dir: Path, appender: RecordAppender) -> None:
+    """Fold every verified group of ``parts/*.csv`` into ``records.csv`` (skipping done ones), then remove
+    the part files; notes name what an interrupted attempt's ranks were working on."""
+    folder = out_dir / PARTS_DIR
+    if not folder.is_dir():
+        return
+    for current in sorted(folder.glob("rank*.current")):
+        print(f"note: the previous attempt's {current.stem} stopped while working on {current.read_text().strip()}")
+    for part in sorted(folder.glob("rank*.csv")):
+        groups, _ = read_journal(part)
+        for group in groups:
+            if group[0].group() not in appender.done and {r.metric for r in group} >= appender.expected:
+                appender.append([Record(appender.run_id, *dataclasses.astuple(r)[1:]) for r in group])
+    for path in sorted(folder.iterdir()):
+        path.unlink()
+    folder.rmdir()
+
+
+def _init_process_group(backend: str, ctx: Context) -> None:
+    """Join the job's process group through torchrun's store, under a key prefix of this restart attempt
+    (an elastic restart must not read the previous attempt's gloo addresses)."""
+    timeout = timedelta(hours=6)
+    address, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
+    if not address or not port:
+        dist.init_process_group(backend, timeout=timeout, rank=ctx.rank, world_size=ctx.world_size)
+        return
+    agent_hosts_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(address, int(port), ctx.world_size, is_master=not agent_hosts_store and ctx.rank == 0,
+                          timeout=timedelta(minutes=15), multi_tenant=not agent_hosts_store)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    prefixed = dist.PrefixStore(f"refsr-bench/attempt{attempt}", store)
+    dist.init_process_group(backend, store=prefixed, rank=ctx.rank, world_size=ctx.world_size, timeout=timeout)
+
+
+def _raise_first(errors: list[str | None]) -> None:
+    for rank, error in enumerate(errors):
+        if error is not None:
+            raise UserError(f"rank {rank}: {error}" if len(errors) > 1 else error)
+
+
+def run(config: Any, ctx: Context) -> list[Record]:
+    """The distributed form of ``runner.run`` (see the module docstring); rank 0 returns the records."""
+    from bench import runner
+
+    device = config.device
+    if device.startswith("cuda"):
+        device = f"cuda:{ctx.local_rank}"
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    _init_process_group(backend, ctx)
+    lock: rundir.RunLock | None = None
+    try:
+        rank_config = dataclasses.replace(config, device=device)
+        error: str | None = None
+        work = None
+        try:
+            work = runner.plan(rank_config)
+        except UserError as failure:
+            error = str(failure)
+        errors: list[str | None] = [None] * ctx.world_size
+        dist.all_gather_object(errors, error)
+        _raise_first(errors)
+        assert work is not None
+        message: list[Any] = [None, None, None, None]
+        if ctx.rank == 0:
+            try:
+                rundir.make_out_dir(config.out_dir)
+                lock = rundir.RunLock(config.out_dir).acquire()
+                resume = rundir.reconcile(config.out_dir, work.identity, work.data_folder, config.shard, work.inputs)
+                run_id = rundir.run_id_of(resume.identity)
+                appender = RecordAppender(config.out_dir / "records.csv", work.spec.metrics, run_id)
+                absorb_parts(config.out_dir, appender)
+                runner._write_manifest(config, work, resume, run_id)
+                pending = runner.pending_groups(config, work, appender.done)
+                pixels: dict[int, float] = {}
+                costs = [_group_cost(work, group, pixels) for group in pending]
+                shares = [[pending[i] for i in share] for share in balanced_split(costs, ctx.world_size)]
+                total = len(work.items) * len(work.policies) * len(work.methods)
+                message = [None, run_id, shares, total - len(pending)]
+            except UserError as failure:
+                message = [str(failure), None, None, None]
+        dist.broadcast_object_list(message, src=0)
+        _raise_first([message[0]])
+        run_id, shares, done_before = message[1], message[2], message[3]
+        _evaluate_share(rank_config, work, run_id, shares, done_before, ctx)
+        dist.barrier()
+        if ctx.rank != 0:
+            return []
+        absorb_parts(config.out_dir, appender)
+        return appender.finish()
+    finally:
+        if lock is not None:
+            lock.release()
+        dist.destroy_process_group()
+
+
+def _evaluate_share(config: Any, work: Any, run_id: str, shares: list[list[Any]], done_before: int,
+                    ctx: Context) -> None:
+    from bench import runner
+
+    (config.out_dir / PARTS_DIR).mkdir(exist_ok=True)
+    part = RecordAppender(_part(config.out_dir, ctx.rank, "csv"), work.spec.metrics, run_id)
+    current = _part(config.out_dir, ctx.rank, "current")
+    total = done_before + sum(len(share) for share in shares)
+    progress = tqdm(total=total, initial=done_before, desc=f"{config.dataset}:{config.preset} x{ctx.world_size}",
+                    unit="img", disable=not (config.show_progress and ctx.rank == 0))
+    if ctx.rank == 0:
+        signal.signal(signal.SIGTERM, lambda *_: _report_stopped(config.out_dir, ctx.world_size))
+
+    def refresh(_: object = None) -> None:
+        if ctx.rank == 0:
+            written = sum(_part(config.out_dir, r, "csv").read_bytes().count(b"\n#end,")
+                          for r in range(ctx.world_size) if _part(config.out_dir, r, "csv").is_file())
+            progress.update(done_before + written - progress.n)
+
+    for group in shares[ctx.rank]:
+        current.write_text(runner.describe(config, work, group) + "\n")
+        try:
+            runner.evaluate_groups(config, work, run_id, [group], part, after_each=refresh)
+        except UserError as failure:
+            raise UserError(f"rank {ctx.rank} failed on {runner.describe(config, work, group)}: {failure}") from None
+    current.unlink(missing_ok=True)
+    _part(config.out_dir, ctx.rank, "done").write_text("")
+    if ctx.rank == 0:
+        while not all(_part(config.out_dir, r, "done").is_file() for r in range(ctx.world_size)):
+            refresh()
+            time.sleep(0.2)
+        refresh()
+    progress.close()
+
+
+def _report_stopped(out_dir: Path, world_size: int) -> None:
+    """SIGTERM on rank 0 (torchrun stops the job when a rank fails): name the unfinished ranks' groups."""
+    for rank in range(world_size):
+        current = _part(out_dir, rank, "current")
+        if current.is_file() and not _part(out_dir, rank, "done").is_file():
+            print(f"error: job stopped; rank {rank} was working on {current.read_text().strip()}", file=sys.stderr)
+    print("rerun the same command to resume from the records already written", file=sys.stderr)
+    sys.exit(143)
