@@ -36,9 +36,11 @@ def register(card: MethodCard | str, factory: Factory) -> None:
     ``register("name", factory)`` (no card) is still accepted: the card is then read from one method the
     factory builds at scale 4 (its ``info``), so facts are available after that one build.
     """
-    if isinstance(card, str):
-        card = _card_from_built(card, factory)
     taken = set(_BUILTIN_NAMES) | set(_ALIASES)
+    if isinstance(card, str):
+        if card in taken:
+            raise UserError(f"method name {card!r} is taken by a built-in method")
+        card = _card_from_built(card, factory)
     for name in (card.name, *card.aliases):
         if name in taken:
             raise UserError(f"method name {name!r} is taken by a built-in method")
