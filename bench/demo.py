@@ -218,7 +218,8 @@ def run_matching(matchers: list[str], out_root: Path, settings: DemoSettings) ->
                 "protocol_spec": {"name": options.preset_id(), "kind": "matching",
                                   "matching_options": options.to_dict()},
                 "protocol_sentence": f"{options.sentence()} Demo ({settings.name}): first pair, {crop}.",
-                "methods": matchers, "pairs": [p.name for p in pairs], "level": level, "timings_s": timings,
+                "methods": {name: {} for name in matchers}, "pairs": [p.name for p in pairs], "level": level,
+                "timings_s": timings,
                 "environment": environment("cpu"),
             }
             (folder / "run.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")

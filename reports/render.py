@@ -243,6 +243,8 @@ def provenance(results: Results) -> list[dict[str, Any]]:
                                                     "scikit_image", "fvcore", "cuda", "cudnn") if environment.get(k)}
             weights = []
             for method in manifest.get("methods", []) if isinstance(manifest.get("methods"), list) else []:
+                if not isinstance(method, dict):
+                    continue  # a plain list of names (matching runs): no weights to list
                 if RANDOM_WEIGHTS_TAG in str(method.get("record_name", "")):
                     continue  # never rendered, not even in the footer
                 for weight in method.get("weights", []):
