@@ -59,7 +59,7 @@ class DemoSettings:
 
 
 QUICK = DemoSettings("quick", match_crop_px=96, match_radius_px=32, cost_lr_px=32, cost_ref_px=128, cost_warmup=0,
-                     cost_repeat=2)
+                     cost_repeat=1)
 FULL = DemoSettings("full", match_crop_px=None, match_radius_px=100, cost_lr_px=64, cost_ref_px=256, cost_warmup=1,
                     cost_repeat=3)
 
@@ -232,13 +232,17 @@ def run_matching(matchers: list[str], out_root: Path, settings: DemoSettings) ->
 
 
 def network_signature(method: Any, lr_hw: tuple[int, int], ref_hw: tuple[int, int]) -> str:
-    """What the cost of a method's graph depends on: module class and printed structure, parameter and buffer
-    shapes, input shapes. Methods that differ only in their checkpoint (``*_rec`` / ``*_gan``) share it."""
+    """What the cost of a method's graph (``cost_graph``) depends on: module class and printed structure, each
+    submodule's public Python attributes, parameter and buffer shapes, input shapes. Methods whose graphs differ
+    only in their checkpoint (``*_rec`` / ``*_gan``) share it."""
     import hashlib
 
     module, inputs = method.cost_graph(lr_hw, ref_hw)
     parts = [type(module).__qualname__, repr(module), repr(sorted(dict(method.info.parts).items()))]
     parts += [f"{key}:{tuple(value.shape)}" for key, value in module.state_dict().items()]
+    for path, submodule in module.named_modules():
+        public = sorted((k, repr(v)) for k, v in vars(submodule).items() if not k.startswith("_"))
+        parts.append(f"{path}:{public}")
     parts += [repr(tuple(t.shape)) for t in inputs]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
