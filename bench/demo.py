@@ -42,10 +42,10 @@ T = TypeVar("T")
 class DemoSettings:
     """How much work the demo does.
 
-    ``match_crop_px``: side (HR px) of the centre crop of each matching input (None = the whole pair); the
-    reference keeps ``match_radius_px`` more on every side so every ground truth inside the search window stays
-    inside it. Cost is measured at ``cost_lr_px`` / ``cost_ref_px`` (square, Ref at HR resolution), with
-    ``cost_warmup`` + ``cost_repeat`` timed forwards after the tracing forward.
+    ``match_crop_px``: side (HR px) of the centre window cut from each matching pair's input and reference (None
+    = the whole pair); ``match_radius_px`` is the protocol's search window. Cost is measured at ``cost_lr_px`` /
+    ``cost_ref_px`` (square, Ref at HR resolution), with ``cost_warmup`` + ``cost_repeat`` timed forwards after
+    the tracing forward.
     """
 
     name: str
@@ -58,7 +58,7 @@ class DemoSettings:
     conventions: tuple[str, ...] = ("macs", "masa2021")
 
 
-QUICK = DemoSettings("quick", match_crop_px=96, match_radius_px=32, cost_lr_px=32, cost_ref_px=128, cost_warmup=0,
+QUICK = DemoSettings("quick", match_crop_px=96, match_radius_px=100, cost_lr_px=32, cost_ref_px=128, cost_warmup=0,
                      cost_repeat=1)
 FULL = DemoSettings("full", match_crop_px=None, match_radius_px=100, cost_lr_px=64, cost_ref_px=256, cost_warmup=1,
                     cost_repeat=3)
@@ -142,23 +142,20 @@ def offline_methods(weights: str | None) -> tuple[list[str], list[str]]:
 # matching
 
 
-def centre_crop_pair(pair: CorrespondencePair, side_px: int, margin_px: int) -> CorrespondencePair:
-    """The centre ``side_px`` square of the input and the reference window around it, ``margin_px`` larger on
-    every side (clipped to the reference); ground truth shifted into the cropped reference's pixels and invalid
-    where it leaves it. ``side_px`` should be a multiple of the matching scale."""
+def centre_crop_pair(pair: CorrespondencePair, side_px: int) -> CorrespondencePair:
+    """The centre ``side_px`` square of the input and the same window of the reference (one origin for both, as
+    the protocol's search window assumes); ground truth shifted into the window's pixels and invalid where it
+    leaves the window. ``side_px`` should be a multiple of the matching scale."""
     height, width = pair.image.shape[:2]
-    side = min(side_px, height, width)
+    side = min(side_px, height, width, *pair.ref.shape[:2])
     top, left = (height - side) // 2, (width - side) // 2
-    ref_h, ref_w = pair.ref.shape[:2]
-    ref_top, ref_left = max(0, top - margin_px), max(0, left - margin_px)
-    ref_bottom, ref_right = min(ref_h, top + side + margin_px), min(ref_w, left + side + margin_px)
-    gt = pair.gt_yx[top:top + side, left:left + side] - np.array([ref_top, ref_left], dtype=np.float64)
-    inside = ((gt[..., 0] >= 0) & (gt[..., 0] <= ref_bottom - ref_top - 1)
-              & (gt[..., 1] >= 0) & (gt[..., 1] <= ref_right - ref_left - 1))
-    valid = pair.valid[top:top + side, left:left + side] & inside
+    window = (slice(top, top + side), slice(left, left + side))
+    gt = pair.gt_yx[window] - np.array([top, left], dtype=np.float64)
+    inside = (gt[..., 0] >= 0) & (gt[..., 0] <= side - 1) & (gt[..., 1] >= 0) & (gt[..., 1] <= side - 1)
+    valid = pair.valid[window] & inside
     gt = np.where(valid[..., None], gt, np.nan)
-    return CorrespondencePair(pair.name, np.ascontiguousarray(pair.image[top:top + side, left:left + side]),
-                              np.ascontiguousarray(pair.ref[ref_top:ref_bottom, ref_left:ref_right]), gt, valid)
+    return CorrespondencePair(pair.name, np.ascontiguousarray(pair.image[window]),
+                              np.ascontiguousarray(pair.ref[window]), gt, valid)
 
 
 def _matching_pairs(dataset: str, settings: DemoSettings) -> tuple[str, list[CorrespondencePair]]:
@@ -167,7 +164,7 @@ def _matching_pairs(dataset: str, settings: DemoSettings) -> tuple[str, list[Cor
     if settings.match_crop_px is None:
         return "whole", [pair]
     return (f"centre{settings.match_crop_px}",
-            [centre_crop_pair(pair, settings.match_crop_px, settings.match_radius_px)])
+            [centre_crop_pair(pair, settings.match_crop_px)])
 
 
 def run_matching(matchers: list[str], out_root: Path, settings: DemoSettings) -> list[Path]:
@@ -211,8 +208,7 @@ def run_matching(matchers: list[str], out_root: Path, settings: DemoSettings) ->
             folder.mkdir(parents=True, exist_ok=True)
             write_records(folder / "records.csv", records)
             crop = ("whole pair" if settings.match_crop_px is None else
-                    f"centre {settings.match_crop_px}×{settings.match_crop_px} HR crop of the input, reference "
-                    f"window {settings.match_radius_px} px larger on each side")
+                    f"the centre {settings.match_crop_px}×{settings.match_crop_px} HR window of input and reference")
             manifest = {
                 "run_id": run_id, "verb": "demo match", "protocol": dataset,
                 "protocol_spec": {"name": options.preset_id(), "kind": "matching",

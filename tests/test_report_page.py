@@ -126,11 +126,11 @@ def test_demo_crop_keeps_the_ground_truth_exact() -> None:
     from protocols.embedded import bilinear_sample, demo_homography_pairs
 
     pair = demo_homography_pairs()[0]
-    crop = centre_crop_pair(pair, 96, 32)
-    assert crop.image.shape == (96, 96, 3) and crop.ref.shape == (160, 160, 3)
+    crop = centre_crop_pair(pair, 96)
+    assert crop.image.shape == crop.ref.shape == (96, 96, 3)
     ys, xs = crop.gt_yx[..., 0][crop.valid], crop.gt_yx[..., 1][crop.valid]
     sampled, inside = bilinear_sample(crop.ref.astype(np.float64), ys, xs)
-    assert inside.all() and crop.valid.mean() > 0.9
+    assert inside.all() and crop.valid.mean() > 0.5
     # bilinear resampling twice (warp, then sampling back) blurs edges: a mean error of a few grey levels,
     # against ~60 for a wrong offset (measured: 3.9 here, 58 with the offset off by 8 px)
     assert np.abs(sampled - crop.image[crop.valid].astype(np.float64)).mean() < 8
