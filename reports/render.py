@@ -194,7 +194,8 @@ def html_table(model: TableModel) -> dict[str, Any]:
                 title.append(cell.note)
             cells.append({
                 "sort": _sort_value(cell.ours),
-                "ours": ours, "reason": cell.reason or "", "paper": cell.paper_text or "",
+                "ours": ours, "reason": short_reason(cell.reason), "reason_full": cell.reason or "",
+                "paper": cell.paper_text or "",
                 "delta": format_delta(cell.delta, column.decimals), "classes": " ".join(c for c in classes if c),
                 "title": "; ".join(title),
             })
@@ -210,6 +211,14 @@ def html_table(model: TableModel) -> dict[str, Any]:
         "compare_label": model.compare_label, "rows": rows, "spans": column_spans(model),
         "show_spans": any(c.group for c in spec.columns),
     }
+
+
+def short_reason(reason: str | None) -> str:
+    """What an empty HTML cell shows (the full reason is its tooltip): the part before a colon or bracket,
+    e.g. "no weights" for "no weights: official weights not installed"."""
+    if not reason:
+        return ""
+    return reason.split(":", 1)[0].split(" (", 1)[0]
 
 
 def column_spans(model: TableModel) -> list[tuple[str, int]]:
