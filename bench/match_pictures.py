@@ -2,9 +2,10 @@
 
 ``match_errors`` redoes the evaluation geometry of ``protocols.matching.evaluate_item`` (positions (s*m, s*n)
 of the mod-cropped HR input, Euclidean distance, unrounded) for one predicted ``ref_yx`` field, and
-``draw_matches`` puts the input and the reference side by side with one line per sampled position from the
-query to the matched reference position: green within 1 HR px of the ground truth, orange within 4 px, red
-beyond. Written by the demo next to its matching records (``<run>/match_images/<method>/<level>/<frame>.png``).
+``draw_matches`` puts the input and the reference side by side: a dot on every scored input position and a
+line from a few of them to the matched reference position, coloured by error: green within 1 HR px of the
+ground truth, orange within 4 px, red beyond. Written by the demo next to its matching records
+(``<run>/match_images/<method>/<level>/<frame>.png``).
 """
 
 from __future__ import annotations
@@ -78,11 +79,11 @@ def error_colour(error_px: float) -> tuple[int, int, int]:
     return ERROR_BANDS_PX[-1][1]
 
 
-def draw_matches(image: np.ndarray, ref: np.ndarray, errors: MatchErrors, *, max_lines: int = 150,
+def draw_matches(image: np.ndarray, ref: np.ndarray, errors: MatchErrors, *, max_lines: int = 30,
                  zoom: int = 1) -> Image.Image:
     """Input (uint8 (H, W, 3) RGB, left) and reference (uint8 (H', W', 3) RGB, right) side by side, enlarged by
-    ``zoom`` (nearest neighbour), with a line from each of at most ``max_lines`` usable positions (a regular
-    subsample of the LR grid) to its predicted reference position, coloured by error."""
+    ``zoom`` (nearest neighbour): a dot on every scored position of the input coloured by its error, and for
+    about ``max_lines`` of them (a regular subsample of the LR grid) a line to the predicted reference position."""
     height = max(image.shape[0], ref.shape[0])
     gap = 8
     canvas = Image.new("RGB", ((image.shape[1] + gap + ref.shape[1]) * zoom, height * zoom), (255, 255, 255))
@@ -91,22 +92,28 @@ def draw_matches(image: np.ndarray, ref: np.ndarray, errors: MatchErrors, *, max
     offset_x = image.shape[1] + gap
     canvas.paste(Image.fromarray(ref).resize((ref.shape[1] * zoom, ref.shape[0] * zoom), nearest), (offset_x * zoom, 0))
     draw = ImageDraw.Draw(canvas)
-    positions = np.argwhere(errors.usable)
+    usable = np.argwhere(errors.usable)
+    dot = max(1.5, zoom * 0.9)
+    for m, n in usable:  # every scored position on the input, coloured by its error: an error map
+        qy, qx = errors.query_yx[m, n]
+        centre = ((qx + 0.5) * zoom, (qy + 0.5) * zoom)
+        draw.ellipse([centre[0] - dot, centre[1] - dot, centre[0] + dot, centre[1] + dot],
+                     fill=error_colour(float(errors.error_px[m, n])))
+    positions = usable
     if len(positions) > max_lines:
         step = int(np.ceil(np.sqrt(len(positions) / max_lines)))
         positions = positions[(positions[:, 0] % step == 0) & (positions[:, 1] % step == 0)]
-    # draw the worst last so that red lines stay visible over the green ones
+    # a few matches drawn as lines to the chosen reference position, the worst last so red stays visible
     order = np.argsort([errors.error_px[m, n] for m, n in positions], kind="stable")
     for m, n in positions[order]:
         qy, qx = errors.query_yx[m, n]
         py, px = errors.predicted_yx[m, n]
+        if not (np.isfinite(py) and np.isfinite(px)):
+            continue
         colour = error_colour(float(errors.error_px[m, n]))
-        start = ((qx + 0.5) * zoom, (qy + 0.5) * zoom)
-        if np.isfinite(py) and np.isfinite(px):
-            end = ((offset_x + px + 0.5) * zoom, (py + 0.5) * zoom)
-            draw.line([start, end], fill=colour, width=1)
-            draw.ellipse([end[0] - 2, end[1] - 2, end[0] + 2, end[1] + 2], outline=colour)
-        draw.ellipse([start[0] - 2, start[1] - 2, start[0] + 2, start[1] + 2], fill=colour)
+        end = ((offset_x + px + 0.5) * zoom, (py + 0.5) * zoom)
+        draw.line([((qx + 0.5) * zoom, (qy + 0.5) * zoom), end], fill=colour, width=1)
+        draw.ellipse([end[0] - dot, end[1] - dot, end[0] + dot, end[1] + dot], outline=colour, width=2)
     return canvas
 
 

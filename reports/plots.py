@@ -107,7 +107,7 @@ def matching_accuracy(values: dict[MeanKey, Mean], dataset: str, preset: str, le
         axis.set_xlabel("threshold t [HR pixels]")
         axis.set_ylabel("positions matched within t [%]")
         axis.set_ylim(0, 100)
-        axis.set_title(f"Matching accuracy on {DATASET_NAMES.get(dataset, dataset)} ({level}; preset {preset})")
+        axis.set_title(f"Matching accuracy on {DATASET_NAMES.get(dataset, dataset)}\n({level}; preset {preset})")
         axis.legend(fontsize=7)
         fig.tight_layout()
     return fig
