@@ -257,7 +257,7 @@ def run_cost(networks: tuple[tuple[str, int], ...], out_dir: Path, settings: Dem
     rows: list[Any] = []
     per_method: dict[str, Any] = {}
     failed: list[str] = []
-    manifest = {
+    manifest: dict[str, Any] = {
         "command": ["refsr-bench", "demo"] + (["--full"] if settings.name == "full" else []),
         "environment": environment("cpu"),
         "settings": {"lr_hw": list(lr_hw), "ref_sizes": [list(ref_hw)], "scale": DEMO_SCALE,
