@@ -106,11 +106,13 @@ class DemoMethods:
 
 def survey_methods(weights: str | None) -> DemoMethods:
     """Build every registered method once (×4, else at its own scale) and sort it into the demo's three lists."""
+    from tqdm import tqdm
+
     from reports.tables import REASON_NO_OFFICIAL_WEIGHTS, REASON_NO_WEIGHTS
 
     sr, matchers, networks = [], [], []
     problems: dict[str, str | None] = {}
-    for name in list_methods():
+    for name in tqdm(list_methods(), desc="methods", unit="method", leave=False):
         try:
             method = create(name, scale=DEMO_SCALE)
         except UserError:
