@@ -41,6 +41,28 @@ def audit_table(records: list[Record]) -> pd.DataFrame:
     return means.sort_index()
 
 
+def format_audit_table(table: pd.DataFrame) -> str:
+    """The audit for a terminal: one line per preset with only the metrics it computed, each followed by its
+    difference to ``refsr`` where refsr has that metric (presets compute different metrics: a wide table is
+    mostly NaN)."""
+    metrics = [c for c in table.columns if not str(c).startswith("delta_")]
+    lines = [f"{'preset':<18} metric values (Δ = preset − {SUITE_DEFAULT}, where {SUITE_DEFAULT} has the metric)"]
+    for preset in sorted(table.index, key=lambda p: (p != SUITE_DEFAULT, p)):
+        row = table.loc[preset]
+        parts = []
+        for metric in metrics:
+            value = row[metric]
+            if pd.isna(value):
+                continue
+            delta = row.get(f"delta_{metric}")
+            shown = f"{metric} {value:.4f}"
+            if preset != SUITE_DEFAULT and delta is not None and not pd.isna(delta):
+                shown += f" ({delta + 0.0:+.4f})"  # + 0.0: no "-0.0000"
+            parts.append(shown)
+        lines.append(f"{str(preset):<18} " + ("  ".join(parts) or "no metric computed"))
+    return "\n".join(lines)
+
+
 def audit(
     method: str,
     dataset: str,
@@ -80,7 +102,7 @@ def audit(
 
 def _cmd_audit(args: argparse.Namespace) -> int:
     table = audit(args.method, args.dataset, Path(args.out), args.data, args.weights, args.presets)
-    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    print(format_audit_table(table))
     print(f"wrote {Path(args.out) / 'audit.csv'} and one run folder per preset")
     return 0
 

@@ -1,108 +1,370 @@
 """``refsr-bench demo``: the main job on a fresh machine, offline, on the data embedded in scikit-image.
 
 1. quality (suite preset ``refsr``) on ``demo_stereo`` and ``demo_homography`` for every SR method that can
-   run offline: bicubic, plus any method whose official weights are installed (never random weights);
-2. matching accuracy of the classical matchers on the same pairs (×4);
-3. the cost table (params, GMACs in both conventions, CPU latency) of every registered method;
+   run offline: bicubic, plus any method whose official weights are installed (never random weights); the SR
+   images are saved so the report can show crops;
+2. matching accuracy of the classical matchers on one pair of each set (×4), with a picture of the matches;
+3. the cost (params, GMACs in both conventions, CPU latency) of every registered network;
 4. the HTML report and LaTeX tables, built from these runs and the committed results in reports/results.
+
+The default (quick) form scores the matchers on a centre crop of one pair per set and measures cost at a small
+size with few timing iterations; ``--full`` keeps the whole pairs and the larger cost setting. Both write normal
+run folders under ``OUT/runs`` (``quality_*``, ``matching_*``, ``cost_lr*_ref*``), which the report collects.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
 
 from bench.runner import RunConfig, run
 from bench.weights import weight_status, weights_dir
-from methods.registry import cards
-from protocols.core import UserError
+from methods.registry import cards, create
+from protocols.embedded import CorrespondencePair, demo_homography_pairs, demo_stereo_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED_RESULTS = ROOT / "reports" / "results"
 DEMO_DATASETS = ("demo_stereo", "demo_homography")
+DEMO_SCALE = 4
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """How much work the demo does.
+
+    ``match_crop_px``: side (HR px) of the centre window cut from each matching pair's input and reference (None
+    = the whole pair); ``match_radius_px`` is the protocol's search window. Cost is measured at ``cost_lr_px`` /
+    ``cost_ref_px`` (square, Ref at HR resolution), with ``cost_warmup`` + ``cost_repeat`` timed forwards after
+    the tracing forward.
+    """
+
+    name: str
+    match_crop_px: int | None
+    match_radius_px: int
+    cost_lr_px: int
+    cost_ref_px: int
+    cost_warmup: int
+    cost_repeat: int
+    conventions: tuple[str, ...] = ("macs", "masa2021")
+
+
+QUICK = DemoSettings("quick", match_crop_px=96, match_radius_px=100, cost_lr_px=32, cost_ref_px=128, cost_warmup=0,
+                     cost_repeat=1)
+FULL = DemoSettings("full", match_crop_px=None, match_radius_px=100, cost_lr_px=64, cost_ref_px=256, cost_warmup=1,
+                    cost_repeat=3)
+
+
+@dataclass
+class StepTiming:
+    name: str
+    what: str
+    seconds: float = 0.0
+
+
+@dataclass
+class DemoResult:
+    index: Path
+    runs_dir: Path
+    settings: DemoSettings
+    steps: list[StepTiming] = field(default_factory=list)
+    cost_dir: Path | None = None
+
+    @property
+    def total_s(self) -> float:
+        return sum(step.seconds for step in self.steps)
+
+
+def _timed(steps: list[StepTiming], name: str, what: str, work: Callable[[], T]) -> T:
+    step = StepTiming(name, what)
+    started = time.perf_counter()
+    try:
+        return work()
+    finally:
+        step.seconds = time.perf_counter() - started
+        steps.append(step)
+
+
+@dataclass(frozen=True)
+class DemoMethods:
+    """What the demo runs: SR methods with real weights (quality), matchers, networks with a cost graph."""
+
+    sr: tuple[str, ...]
+    matchers: tuple[str, ...]
+    networks: tuple[tuple[str, int], ...]  # (name, scale): ×4 where the method supports it, else its own
+    weight_problems: dict[str, str | None] = field(default_factory=dict)  # name -> reports.tables REASON_* or None
+
+
+def survey_methods(weights: str | None) -> DemoMethods:
+    """Sort the registered methods into the demo's three lists from their cards (no network is built)."""
+    from reports.tables import REASON_NO_OFFICIAL_WEIGHTS, REASON_NO_WEIGHTS
+
+    folder = weights_dir(weights)
+    sr, matchers, networks = [], [], []
+    problems: dict[str, str | None] = {}
+    for card in cards():
+        if card.task == "matcher":
+            matchers.append(card.name)
+            problems[card.name] = None
+            continue
+        scale = DEMO_SCALE if card.supports(DEMO_SCALE) else card.default_scale  # refsr_net is x8: cost only
+        networks.append((card.name, scale))
+        status = weight_status(card, folder)
+        problems[card.name] = (None if not card.trained or status == "installed"
+                               else REASON_NO_OFFICIAL_WEIGHTS if status == "none" else REASON_NO_WEIGHTS)
+        if scale == DEMO_SCALE and problems[card.name] is None:
+            sr.append(card.name)
+    return DemoMethods(tuple(sr), tuple(matchers), tuple(networks), problems)
 
 
 def offline_methods(weights: str | None) -> tuple[list[str], list[str]]:
     """(SR methods runnable with real weights, matchers) among the registered methods."""
-    folder = weights_dir(weights)
-    sr = [c.name for c in cards() if c.task != "matcher" and (not c.trained or weight_status(c, folder) == "installed")]
-    return sr, [c.name for c in cards() if c.task == "matcher"]
+    found = survey_methods(weights)
+    return list(found.sr), list(found.matchers)
 
 
-def demo(out_dir: Path, weights: str | None, cost_lr: str, cost_ref: str) -> Path:
-    from bench.cli import main as cli_main
+# ------------------------------------------------------------------------------------------------
+# matching
+
+
+def centre_crop_pair(pair: CorrespondencePair, side_px: int) -> CorrespondencePair:
+    """The centre ``side_px`` square of the input and the same window of the reference (one origin for both, as
+    the protocol's search window assumes); ground truth shifted into the window's pixels and invalid where it
+    leaves the window. ``side_px`` should be a multiple of the matching scale."""
+    height, width = pair.image.shape[:2]
+    side = min(side_px, height, width, *pair.ref.shape[:2])
+    top, left = (height - side) // 2, (width - side) // 2
+    window = (slice(top, top + side), slice(left, left + side))
+    gt = pair.gt_yx[window] - np.array([top, left], dtype=np.float64)
+    inside = (gt[..., 0] >= 0) & (gt[..., 0] <= side - 1) & (gt[..., 1] >= 0) & (gt[..., 1] <= side - 1)
+    valid = pair.valid[window] & inside
+    gt = np.where(valid[..., None], gt, np.nan)
+    return CorrespondencePair(pair.name, np.ascontiguousarray(pair.image[window]),
+                              np.ascontiguousarray(pair.ref[window]), gt, valid)
+
+
+def _matching_pairs(dataset: str, settings: DemoSettings) -> tuple[str, list[CorrespondencePair]]:
+    """(level name, the first pair of the set, cropped in the quick form)."""
+    pair = (demo_stereo_pairs() if dataset == "demo_stereo" else demo_homography_pairs())[0]
+    if settings.match_crop_px is None:
+        return "whole", [pair]
+    return (f"centre{settings.match_crop_px}",
+            [centre_crop_pair(pair, settings.match_crop_px)])
+
+
+def run_matching(matchers: list[str], out_root: Path, settings: DemoSettings) -> list[Path]:
+    """Matching accuracy of ``matchers`` on one pair per demo set; one run folder per set (records.csv, run.json,
+    match_images/<method>/<level>/<pair>.png). Returns the run folders."""
+    from tqdm import tqdm
+
+    from bench.match_pictures import RecordingMatcher, save_match_picture
+    from bench.provenance import environment
+    from bench.records import Record, write_records
+    from protocols.matching import MatchingItem, MatchingOptions, accuracy_rows, evaluate_item
+
+    options = MatchingOptions(scale=DEMO_SCALE, search_radius_px=settings.match_radius_px)
+    plans = [(dataset, *_matching_pairs(dataset, settings)) for dataset in DEMO_DATASETS]
+    total = sum(len(pairs) for _, _, pairs in plans) * len(matchers)
+    folders = []
+    with tqdm(total=total, desc="matching", unit="pair") as progress:
+        for dataset, level, pairs in plans:
+            folder = out_root / f"matching_{dataset}"
+            run_id = f"demo-match-{settings.name}-{dataset}"
+            records: list[Record] = []
+            timings: dict[str, float] = {}
+            for name in matchers:
+                method = create(name, scale=DEMO_SCALE)
+                if hasattr(method, "with_search_radius"):
+                    method = method.with_search_radius(settings.match_radius_px)
+                recorder = RecordingMatcher(method)
+                frames = []
+                for pair in pairs:
+                    progress.set_postfix_str(f"{dataset} {name}")
+                    item = MatchingItem(pair.name, pair.image, pair.ref, pair.gt_yx, pair.valid, None, {})
+                    started = time.perf_counter()
+                    frames.append(evaluate_item(recorder, item, options))
+                    timings[f"{name}/{pair.name}"] = round(time.perf_counter() - started, 3)
+                    if recorder.last_ref_yx is not None:
+                        save_match_picture(folder / "match_images" / name / level / f"{pair.name}.png", item,
+                                           recorder.last_ref_yx, DEMO_SCALE)
+                    progress.update(1)
+                records += [Record(run_id, dataset, options.preset_id(), name, level, image, metric, float(value))
+                            for image, metric, value in accuracy_rows(frames)]
+            folder.mkdir(parents=True, exist_ok=True)
+            write_records(folder / "records.csv", records)
+            crop = ("whole pair" if settings.match_crop_px is None else
+                    f"the centre {settings.match_crop_px}×{settings.match_crop_px} HR window of input and reference")
+            manifest = {
+                "run_id": run_id, "verb": "demo match", "protocol": dataset,
+                "protocol_spec": {"name": options.preset_id(), "kind": "matching",
+                                  "matching_options": options.to_dict()},
+                "protocol_sentence": f"{options.sentence()} Demo ({settings.name}): first pair, {crop}.",
+                "methods": {name: {} for name in matchers}, "pairs": [p.name for p in pairs], "level": level,
+                "timings_s": timings,
+                "environment": environment("cpu"),
+            }
+            (folder / "run.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+            folders.append(folder)
+    return folders
+
+
+# ------------------------------------------------------------------------------------------------
+# cost
+
+
+def network_signature(method: Any, lr_hw: tuple[int, int], ref_hw: tuple[int, int]) -> str:
+    """What the cost of a method's graph (``cost_graph``) depends on: module class and printed structure, each
+    submodule's public Python attributes, parameter and buffer shapes, input shapes. Methods whose graphs differ
+    only in their checkpoint (``*_rec`` / ``*_gan``) share it."""
+    import hashlib
+
+    module, inputs = method.cost_graph(lr_hw, ref_hw)
+    parts = [type(module).__qualname__, repr(module), repr(sorted(dict(method.info.parts).items()))]
+    parts += [f"{key}:{tuple(value.shape)}" for key, value in module.state_dict().items()]
+    for path, submodule in module.named_modules():
+        public = sorted((k, repr(v)) for k, v in vars(submodule).items() if not k.startswith("_"))
+        parts.append(f"{path}:{public}")
+    parts += [repr(tuple(t.shape)) for t in inputs]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def run_cost(networks: tuple[tuple[str, int], ...], out_dir: Path, settings: DemoSettings) -> list[str]:
+    """Cost of each method at the demo setting on CPU, written as ``out_dir/cost.csv`` + ``run.json`` (the
+    ``refsr-bench cost`` format). Returns the methods that failed."""
+    import torch
+    from tqdm import tqdm
+
+    from bench.cost import LatencyConfig, environment, measure_method_size, write_cost_csv
+
+    lr_hw, ref_hw = (settings.cost_lr_px,) * 2, (settings.cost_ref_px,) * 2
+    latency = LatencyConfig(warmup=settings.cost_warmup, repeat=settings.cost_repeat)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[Any] = []
+    per_method: dict[str, Any] = {}
+    failed: list[str] = []
+    manifest: dict[str, Any] = {
+        "command": ["refsr-bench", "demo"] + (["--full"] if settings.name == "full" else []),
+        "environment": environment("cpu"),
+        "settings": {"lr_hw": list(lr_hw), "ref_sizes": [list(ref_hw)], "scale": DEMO_SCALE,
+                     "conventions": list(settings.conventions),
+                     "latency": {"warmup": latency.warmup, "repeat": latency.repeat}, "memory": False,
+                     "latency_excludes": "data loading; the MAC-counting trace runs one forward just before timing",
+                     "same_network": "methods whose graphs have the same module structure, parameter shapes and "
+                                     "input shapes (checkpoint variants) are measured once and share the rows",
+                     "demo": settings.name},
+        "methods": per_method,
+    }
+    measured: dict[str, tuple[str, list[Any]]] = {}  # network signature -> (first method, its rows)
+    with tqdm(networks, desc=f"cost LR {settings.cost_lr_px} Ref {settings.cost_ref_px}", unit="net") as progress:
+        for name, scale in progress:
+            progress.set_postfix_str(name)
+            try:
+                method = create(name, scale=scale)
+                signature = network_signature(method, lr_hw, ref_hw)
+                if signature in measured:  # e.g. masa_rec / masa_gan: one network, two checkpoints
+                    first, first_rows = measured[signature]
+                    rows += [replace(row, method=name) for row in first_rows]
+                    per_method[name] = {"same_network_as": first}
+                    continue
+                result = measure_method_size(name, method, scale=scale, lr_hw=lr_hw, ref_hw=ref_hw, device="cpu",
+                                             conventions=settings.conventions, latency=latency, memory=False)
+            except Exception as error:  # one network that cannot be traced must not lose the others
+                failed.append(name)
+                per_method[name] = {"error": f"{type(error).__name__}: {error}"}
+                progress.write(f"cost: {name} FAILED {type(error).__name__}: {error}")
+                continue
+            measured[signature] = (name, result.rows)
+            rows += result.rows
+            per_method[name] = {"sizes": [result.manifest]}
+    manifest["environment"]["torch_threads"] = torch.get_num_threads()
+    write_cost_csv(out_dir / "cost.csv", rows)
+    (out_dir / "run.json").write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str) + "\n")
+    return failed
+
+
+# ------------------------------------------------------------------------------------------------
+# the demo
+
+
+def demo(out_dir: Path, weights: str | None, settings: DemoSettings = QUICK) -> DemoResult:
+    import torch
+
+    from reports.cli import render_report, suite_availability
+    from reports.tables import Availability
 
     runs = out_dir / "runs"
-    sr_methods, matchers = offline_methods(weights)
-    print(f"quality: {', '.join(sr_methods)}; matching: {', '.join(matchers) or 'none registered'}")
-    for dataset in DEMO_DATASETS:
-        run(
-            RunConfig(
-                dataset=dataset,
-                preset="refsr",
-                methods=tuple(sr_methods),
-                out_dir=runs / f"quality_{dataset}",
-                weights=weights,
-            )
-        )
-        if matchers:
-            # one pair per dataset keeps the demo short (dense SIFT on the full stereo pair takes minutes)
-            status = cli_main(
-                [
-                    "match",
-                    "-m",
-                    *matchers,
-                    "-d",
-                    dataset,
-                    "--scale",
-                    "4",
-                    "--max-frames",
-                    "1",
-                    "--out",
-                    str(runs / f"matching_{dataset}"),
-                ]
-            )
-            if status:
-                raise UserError(f"matching on {dataset} failed (exit {status})")
-    status = cli_main(
-        [
-            "cost",
-            "-m",
-            "*",
-            "--lr",
-            cost_lr,
-            "--ref",
-            cost_ref,
-            "--convention",
-            "macs",
-            "masa2021",
-            "--repeat",
-            "3",
-            "--warmup",
-            "1",
-            "--no-memory",
-            "--out",
-            str(runs / "cost"),
-        ]
-    )
-    if status:
-        raise UserError(f"cost measurement failed (exit {status})")
-    from reports.cli import render_report
+    steps: list[StepTiming] = []
+    found = _timed(steps, "setup", "read the method cards, look for installed weights",
+                   lambda: survey_methods(weights))
+    sr_methods, matchers, networks = list(found.sr), list(found.matchers), found.networks
+    print(f"demo ({settings.name}): quality with {', '.join(sr_methods)}; "
+          f"matching with {', '.join(matchers) or 'no matcher registered'}", flush=True)
 
+    def quality() -> None:
+        for dataset in DEMO_DATASETS:
+            run(RunConfig(dataset=dataset, preset="refsr", methods=tuple(sr_methods),
+                          out_dir=runs / f"quality_{dataset}", weights=weights, save_images=True))
+
+    _timed(steps, "quality", f"{len(sr_methods)} methods on {' and '.join(DEMO_DATASETS)} (preset refsr)", quality)
+    if matchers:
+        crop = "whole first pair" if settings.match_crop_px is None else f"{settings.match_crop_px}px centre crop"
+        _timed(steps, "matching", f"{len(matchers)} matchers ×{DEMO_SCALE}, {crop} of each set, "
+                                  f"window ±{settings.match_radius_px} px",
+               lambda: run_matching(matchers, runs, settings))
+    cost_dir = runs / f"cost_lr{settings.cost_lr_px}_ref{settings.cost_ref_px}"
+    failed = _timed(steps, "cost", f"{len(networks)} networks at LR {settings.cost_lr_px}², Ref "
+                                   f"{settings.cost_ref_px}², CPU {torch.get_num_threads()} threads, "
+                                   f"{settings.cost_warmup}+{settings.cost_repeat} timed forwards",
+                    lambda: run_cost(networks, cost_dir, settings))
+    if failed:
+        print(f"warning: cost failed for {', '.join(failed)} (details in {cost_dir / 'run.json'})", flush=True)
     sources = [runs] + ([COMMITTED_RESULTS] if COMMITTED_RESULTS.is_dir() else [])
-    return render_report(sources, out_dir)
+    installed = suite_availability(None, weights)
+    availability = Availability(  # the survey already built every method: do not build them again
+        lambda m: found.weight_problems[m] if m in found.weight_problems else installed.method_problem(m),
+        installed.dataset_problem)
+    index = _timed(steps, "report", "HTML page, plots, LaTeX tables",
+                   lambda: render_report(sources, out_dir, availability=availability))
+    return DemoResult(index=index, runs_dir=runs, settings=settings, steps=steps, cost_dir=cost_dir)
+
+
+def format_seconds(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s" if minutes else f"{seconds:.1f} s"
+
+
+def summary(result: DemoResult) -> str:
+    """The lines printed at the end of the demo: each step, its time, and where everything is."""
+    width = max(len(step.name) for step in result.steps)
+    lines = [f"demo ({result.settings.name}) finished in {format_seconds(result.total_s)}:"]
+    lines += [f"  {step.name:<{width}}  {format_seconds(step.seconds):>12}  {step.what}" for step in result.steps]
+    lines.append(f"report:  {result.index}  (open it in a browser; LaTeX tables in {result.index.parent / 'tables'})")
+    lines.append(f"runs:    {result.runs_dir}" + (f"  (cost: {result.cost_dir})" if result.cost_dir else ""))
+    if result.settings.name != "full":
+        lines.append("more:    `refsr-bench demo --full` scores the whole pairs and measures cost at LR 64, Ref 256")
+    return "\n".join(lines)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    index = demo(Path(args.out), args.weights, args.cost_lr, args.cost_ref)
-    print(f"report: {index}")
+    settings = FULL if args.full else QUICK
+    result = demo(Path(args.out), args.weights, settings)
+    print(summary(result), flush=True)
     return 0
 
 
 def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="the main job: embedded data, cost table, HTML report (offline)")
+    parser = subparsers.add_parser(
+        "demo", help="the main job: embedded data, matching, cost of every network, HTML report (offline, minutes)")
     parser.add_argument("--out", default="reports/build", help="report folder (default reports/build)")
     parser.add_argument("--weights", help="weights folder (default: $REFSR_WEIGHTS)")
-    parser.add_argument("--cost-lr", default="64", help="LR size for the demo's cost table (default 64)")
-    parser.add_argument("--cost-ref", default="256", help="Ref size for the demo's cost table (default 256)")
+    parser.add_argument("--full", action="store_true",
+                        help="the long form: whole matching pairs, cost at LR 64 / Ref 256 (much longer)")
     parser.set_defaults(handler=_cmd_demo)

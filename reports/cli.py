@@ -1,9 +1,10 @@
 """``refsr-bench report --results DIR [DIR...] --out DIR``: tables, plots, one HTML page, LaTeX tabulars.
 
 Reads every run folder under the given folders (records.csv + run.json, cost.csv + run.json) and writes
-``OUT/index.html`` (self-contained), ``OUT/tables/<table_id>.tex`` (booktabs tabulars) and
-``OUT/plots/<name>.png|svg``. Seed-paper tables are always written, with our cells empty-with-reason where
-nothing was run. ``render_report`` is the same as a Python function (used by ``refsr-bench demo``).
+``OUT/index.html`` (no external resources; its pictures are PNG files beside it), ``OUT/tables/<table_id>.tex``
+(booktabs tabulars), ``OUT/plots/<name>.png|svg`` and ``OUT/visuals/*.png`` (crop grids, match pictures).
+Seed-paper tables are always written, with our cells empty-with-reason where nothing was run.
+``render_report`` is the same as a Python function (used by ``refsr-bench demo``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from reports.tables import (
     Availability,
     build_all,
 )
+from reports.visuals import crop_grids, match_pictures
 
 REPORT_TITLE = "RefSR-Bench report"
 
@@ -71,10 +73,11 @@ def suite_availability(data: str | None = None, weights: str | None = None) -> A
 
 
 def render_report(result_dirs: list[Path], out_dir: Path, *, availability: Availability | None = None,
-                  paper_values_csv: Path = PAPER_VALUES_CSV) -> Path:
+                  paper_values_csv: Path = PAPER_VALUES_CSV, data: str | None = None) -> Path:
     """Write the report for the runs under ``result_dirs`` into ``out_dir``; returns ``out_dir/index.html``.
 
-    ``availability`` explains empty cells (default: this installation's methods, weights and datasets).
+    ``availability`` explains empty cells (default: this installation's methods, weights and datasets);
+    ``data`` is the dataset root the HR tiles of the crop grids are read from (default ``$REFSR_DATA``).
     """
     results = collect([Path(d) for d in result_dirs])
     paper_values = load_paper_values(paper_values_csv)
@@ -85,14 +88,17 @@ def render_report(result_dirs: list[Path], out_dir: Path, *, availability: Avail
     for model in models:
         (out_dir / "tables" / f"{model.spec.id}.tex").write_text(render_latex(model), encoding="utf-8")
     plots = make_plots(means(results.records), results.cost, out_dir / "plots")
+    grids = crop_grids(results, out_dir, data)
+    matches = match_pictures(results, out_dir)
     index = out_dir / "index.html"
-    index.write_text(render_html(models, plots, results, title=REPORT_TITLE), encoding="utf-8")
+    index.write_text(render_html(models, plots, results, title=REPORT_TITLE, out_dir=out_dir, grids=grids,
+                                 matches=matches), encoding="utf-8")
     return index
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     index = render_report([Path(d) for d in args.results], Path(args.out),
-                          availability=suite_availability(args.data, args.weights))
+                          availability=suite_availability(args.data, args.weights), data=args.data)
     tables = sorted((Path(args.out) / "tables").glob("*.tex"))
     print(f"wrote {index} and {len(tables)} LaTeX tables under {Path(args.out) / 'tables'}")
     return 0

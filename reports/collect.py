@@ -1,5 +1,6 @@
 """Read run folders for the report: records.csv + run.json (quality and matching runs), cost.csv + run.json
-(cost runs), and saved SR images (``images/<method>/<level>/<image>.png``).
+(cost runs), saved SR images (``images/<method>/<level>/<image>.png``) and pictures of matches
+(``match_images/<method>/<level>/<frame>.png``, written by the demo).
 
 Reports only read. Records of methods run with random weights (``[random-weights]`` in the method name)
 are dropped here, so nothing downstream can render them.
@@ -80,6 +81,7 @@ class Results:
     cost: list[CostEntry] = field(default_factory=list)
     runs: list[RunInfo] = field(default_factory=list)
     images: list[SavedImage] = field(default_factory=list)
+    match_images: list[SavedImage] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     dropped_random_weight_records: int = 0
 
@@ -146,8 +148,8 @@ def read_cost_csv(path: Path, run_label: str, device_name: str = "", threads: in
     return entries
 
 
-def _saved_images(folder: Path, run_label: str) -> list[SavedImage]:
-    root = folder / "images"
+def _saved_images(folder: Path, run_label: str, subfolder: str = "images") -> list[SavedImage]:
+    root = folder / subfolder
     if not root.is_dir():
         return []
     found = []
@@ -160,10 +162,11 @@ def _saved_images(folder: Path, run_label: str) -> list[SavedImage]:
 
 
 def run_folders(root: Path) -> list[Path]:
-    """Folders under ``root`` (itself included) holding records.csv or cost.csv, sorted; images/ is skipped."""
+    """Folders under ``root`` (itself included) holding records.csv or cost.csv, sorted; images/ and
+    match_images/ are skipped."""
     found = []
     for current, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d != "images")
+        dirs[:] = sorted(d for d in dirs if d not in ("images", "match_images"))
         if "records.csv" in files or "cost.csv" in files:
             found.append(Path(current))
     return sorted(found)
@@ -203,6 +206,7 @@ def collect(result_dirs: list[Path]) -> Results:
                 results.records += kept
                 results.runs.append(RunInfo(label, folder, "records", manifest))
                 results.images += _saved_images(folder, label)
+                results.match_images += _saved_images(folder, label, "match_images")
             if (folder / "cost.csv").is_file():
                 environment = manifest.get("environment", {}) if isinstance(manifest.get("environment"), dict) else {}
                 threads = environment.get("torch_threads")

@@ -109,7 +109,7 @@ def matching_accuracy(values: dict[MeanKey, Mean], dataset: str, preset: str, le
         axis.set_xlabel("threshold t [HR pixels]")
         axis.set_ylabel("positions matched within t [%]")
         axis.set_ylim(0, 100)
-        axis.set_title(f"Matching accuracy on {DATASET_NAMES.get(dataset, dataset)} ({level}; preset {preset})")
+        axis.set_title(f"Matching accuracy on {DATASET_NAMES.get(dataset, dataset)}\n({level}; preset {preset})")
         axis.legend(fontsize=7)
         fig.tight_layout()
     return fig
@@ -142,6 +142,10 @@ def psnr_vs_gmacs(values: dict[MeanKey, Mean], cost: list[CostEntry], dataset: s
             axis.scatter([x], [y], label=method)
             axis.annotate(method, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         axis.set_xscale("log")
+        axis.ticklabel_format(axis="y", useOffset=False)  # plain dB values, no "+2.53e1" offset
+        low, high = min(p[2] for p in points), max(p[2] for p in points)
+        if high - low < 1.0:  # near-equal values (bicubic variants): a 1 dB window, not a magnified noise axis
+            axis.set_ylim((low + high) / 2 - 0.5, (low + high) / 2 + 0.5)
         axis.set_xlabel(f"FLOPS-T [GMACs, {convention}], LR {DEFAULT_COST_SETTING[0]}, Ref {DEFAULT_COST_SETTING[1]}")
         axis.set_ylabel("PSNR-Y [dB]")
         axis.set_title(f"Quality vs cost on {DATASET_NAMES.get(dataset, dataset)} (preset {preset})")

@@ -1,26 +1,27 @@
 """Render table models to one self-contained HTML page and to booktabs LaTeX tabulars (jinja2).
 
-HTML: sortable tables (a few lines of inline JS), plots inlined as base64 PNG, visual crops of saved SR
-images, a protocol sentence above every table and a provenance footer. LaTeX: one ``tabular`` per table,
+HTML: sortable tables (a few lines of inline JS); plots, crop grids of saved SR images and pictures of matches
+as PNG files next to the page (``plots/``, ``visuals/``); the protocol of every table in one line with the
+full sentences on demand; a provenance footer. LaTeX: one ``tabular`` per table,
 deterministic bytes (no timestamps, fixed number formatting, rows in spec order), special characters escaped.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 import unicodedata
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from PIL import Image
 
-from reports.collect import RANDOM_WEIGHTS_TAG, Results, SavedImage
+from reports.collect import RANDOM_WEIGHTS_TAG, Results
 from reports.plots import PlotFile
 from reports.tables import REASON_ABBREVIATIONS, Cell, TableModel
+from reports.visuals import CropGrid, MatchPicture
+
+# the demo's match pictures (bench.match_pictures.ERROR_BANDS_PX), repeated so the report imports no matcher code
+ERROR_LEGEND = (("#28aa3c", "≤ 1 px"), ("#f59614", "≤ 4 px"), ("#dc2828", "> 4 px or missed"))
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -193,13 +194,15 @@ def html_table(model: TableModel) -> dict[str, Any]:
                 title.append(cell.note)
             cells.append({
                 "sort": _sort_value(cell.ours),
-                "ours": ours, "reason": cell.reason or "", "paper": cell.paper_text or "",
+                "ours": ours, "reason": short_reason(cell.reason), "reason_full": cell.reason or "",
+                "paper": cell.paper_text or "",
                 "delta": format_delta(cell.delta, column.decimals), "classes": " ".join(c for c in classes if c),
                 "title": "; ".join(title),
             })
         rows.append({"label": row.label, "key": row.key, "group": row.group, "cells": cells})
     return {
         "id": spec.id, "title": spec.title, "caption": spec.caption, "sentences": list(model.sentences),
+        "protocol_line": protocol_summary(list(model.sentences)),
         "paper_table": spec.paper_table or "", "kind": spec.kind, "has_groups": model.has_groups(),
         "row_header": "Preset" if spec.row_kind == "preset" else "Method",
         "columns": [{"group": c.group, "label": c.label, "unit": c.unit,
@@ -208,6 +211,14 @@ def html_table(model: TableModel) -> dict[str, Any]:
         "compare_label": model.compare_label, "rows": rows, "spans": column_spans(model),
         "show_spans": any(c.group for c in spec.columns),
     }
+
+
+def short_reason(reason: str | None) -> str:
+    """What an empty HTML cell shows (the full reason is its tooltip): the part before a colon or bracket,
+    e.g. "no weights" for "no weights: official weights not installed"."""
+    if not reason:
+        return ""
+    return reason.split(":", 1)[0].split(" (", 1)[0]
 
 
 def column_spans(model: TableModel) -> list[tuple[str, int]]:
@@ -230,37 +241,6 @@ def _sort_value(value: float | None) -> str:
     return repr(value)
 
 
-def _png_data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-
-
-def _crop_data_uri(path: Path, crop_px: int = 96, zoom: int = 2) -> str:
-    """Centre crop of a saved SR image (RGB, 8-bit PNG), enlarged with nearest neighbour for inspection."""
-    with Image.open(path) as opened:
-        rgb = opened.convert("RGB")
-    width, height = rgb.size
-    side = min(crop_px, width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    crop = rgb.crop((left, top, left + side, top + side)).resize((side * zoom, side * zoom), Image.Resampling.NEAREST)
-    buffer = io.BytesIO()
-    crop.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def visual_crops(images: list[SavedImage], max_groups: int = 6, max_methods: int = 8) -> list[dict[str, Any]]:
-    """Side-by-side centre crops of the same image and level across methods (first images in sorted order)."""
-    groups: dict[tuple[str, str, str], list[SavedImage]] = defaultdict(list)
-    for image in images:
-        groups[(image.run, image.level_folder, image.image)].append(image)
-    out = []
-    for (run, level, name), members in sorted(groups.items())[:max_groups]:
-        members = sorted(members, key=lambda m: m.method)[:max_methods]
-        shown_level = "level:" + level[len("level_"):] if level.startswith("level_") else level
-        out.append({"run": run, "level": shown_level, "image": name,
-                    "crops": [{"method": m.method, "uri": _crop_data_uri(m.path)} for m in members]})
-    return out
-
-
 def provenance(results: Results) -> list[dict[str, Any]]:
     """Per run: git sha, versions, device, weights sha256 (from run.json)."""
     out = []
@@ -272,6 +252,8 @@ def provenance(results: Results) -> list[dict[str, Any]]:
                                                     "scikit_image", "fvcore", "cuda", "cudnn") if environment.get(k)}
             weights = []
             for method in manifest.get("methods", []) if isinstance(manifest.get("methods"), list) else []:
+                if not isinstance(method, dict):
+                    continue  # a plain list of names (matching runs): no weights to list
                 if RANDOM_WEIGHTS_TAG in str(method.get("record_name", "")):
                     continue  # never rendered, not even in the footer
                 for weight in method.get("weights", []):
@@ -289,12 +271,27 @@ def provenance(results: Results) -> list[dict[str, Any]]:
     return out
 
 
-def render_html(models: list[TableModel], plots: list[PlotFile], results: Results, *, title: str) -> str:
+def protocol_summary(sentences: list[str], limit: int = 110) -> str:
+    """One line for a table's protocol: the first sentence's start, and how many more there are."""
+    if not sentences:
+        return ""
+    first = sentences[0]
+    short = first if len(first) <= limit else first[:limit].rsplit(" ", 1)[0] + " …"
+    more = len(sentences) - 1
+    return short + (f" (+{more} more)" if more else "")
+
+
+def render_html(models: list[TableModel], plots: list[PlotFile], results: Results, *, title: str,
+                out_dir: Path, grids: list[CropGrid] | None = None,
+                matches: list[MatchPicture] | None = None) -> str:
+    """The page; ``out_dir`` is where it is written (plots are linked relative to it)."""
     tables = [html_table(m) for m in models]
     return _environment().get_template("report.html.j2").render(
         title=title, tables=tables,
-        plots=[{"stem": p.stem, "title": p.title, "caption": p.caption, "uri": _png_data_uri(p.png)} for p in plots],
-        crops=visual_crops(results.images), runs=provenance(results), warnings=list(results.warnings),
+        plots=[{"stem": p.stem, "title": p.title, "caption": p.caption,
+                "src": p.png.resolve().relative_to(out_dir.resolve()).as_posix()} for p in plots],
+        grids=grids or [], matches=matches or [], error_bands=ERROR_LEGEND,
+        runs=provenance(results), warnings=list(results.warnings),
         n_records=len(results.records), n_cost=len(results.cost), dropped=results.dropped_random_weight_records,
         reasons=[{"short": short, "text": text} for text, short in REASON_ABBREVIATIONS.items()],
     )

@@ -28,9 +28,9 @@ from reports.paper_values import PaperValue, lookup
 # reasons a cell of ours is empty (shown instead of a blank)
 
 REASON_NOT_IN_SUITE = "method not in the suite"
-REASON_NO_WEIGHTS = "weights not installed"
+REASON_NO_WEIGHTS = "no weights: official weights not installed"
 REASON_NO_OFFICIAL_WEIGHTS = "no official weights (bring your own)"
-REASON_NO_DATASET = "dataset not available"
+REASON_NO_DATASET = "no data: dataset not found"
 REASON_NOT_RUN = "not run"
 REASON_NOT_COMPUTED = "not computed in this run"  # a run of this method exists but lacks the metric/quantity
 REASON_NO_MATCHING = "no matching step (FLOPS-M undefined)"
@@ -168,7 +168,10 @@ def everything_available() -> Availability:
     return Availability(lambda _: None, lambda _: None)
 
 
-def empty_reason(column: ColumnSpec, row_key: str, spec: TableSpec, availability: Availability) -> str:
+def empty_reason(column: ColumnSpec, row_key: str, spec: TableSpec, availability: Availability,
+                 datasets_with_records: frozenset[str] = frozenset()) -> str:
+    """Why our cell is empty: the method is not in the suite, has no weights, the dataset was not found (only
+    when no run has records for it: results read from elsewhere prove it exists), or it was simply not run."""
     if spec.row_kind == "preset":
         return REASON_NOT_RUN
     method_problem = availability.method_problem(row_key)
@@ -178,6 +181,8 @@ def empty_reason(column: ColumnSpec, row_key: str, spec: TableSpec, availability
         return REASON_NOT_RUN
     if method_problem:
         return method_problem
+    if column.dataset in datasets_with_records:
+        return REASON_NOT_RUN
     return availability.dataset_problem(column.dataset) or REASON_NOT_RUN
 
 
@@ -211,6 +216,7 @@ class Values:
         # cost runs that swept the reference size: shown in the sweep plot, not as tables of their own
         self.sweep_runs = {run.label for run in results.runs if run.kind == "cost"
                            and len((run.manifest.get("settings") or {}).get("ref_sizes") or []) > 1}
+        self.datasets = frozenset(protocol for protocol, *_ in self.means)
 
     def record_value(self, column: ColumnSpec, preset: str | None, method: str) -> tuple[Mean | None, str]:
         """(mean, note) for one cell; note says which preset/level was picked when the spec left it open."""
@@ -287,15 +293,25 @@ def _finite_or_inf(value: float) -> bool:
     return not math.isnan(value)
 
 
-def mark_ranks(values: list[float | None], higher_is_better: bool) -> list[int]:
+def mark_ranks(values: list[float | None], higher_is_better: bool, decimals: int | None = None) -> list[int]:
     """1 for the best value(s), 2 for the second best, 0 otherwise; ties share a rank; NaN and None are
-    never marked; nothing is marked when fewer than two rows have a value."""
+    never marked; nothing is marked when fewer than two rows have a value. With ``decimals``, values are compared
+    as displayed (rounded to that many decimals), so rows printed alike share the mark."""
+    if decimals is not None:
+        values = [_displayed(v, decimals) for v in values]
     present = sorted({v for v in values if v is not None and _finite_or_inf(v)}, reverse=higher_is_better)
     if sum(1 for v in values if v is not None and _finite_or_inf(v)) < 2:
         return [0] * len(values)
     best = present[0]
     second = present[1] if len(present) > 1 else None
     return [1 if v == best else 2 if (second is not None and v == second) else 0 for v in values]
+
+
+def _displayed(value: float | None, decimals: int) -> float | None:
+    """``value`` rounded as the tables print it (same formatting as reports.render.format_number)."""
+    if value is None or math.isnan(value) or math.isinf(value):
+        return value
+    return float(f"{value:.{decimals}f}")
 
 
 def make_cell(ours: float | None, paper: PaperValue | None, compare: bool, reason: str | None,
@@ -340,7 +356,7 @@ def build_table(spec: TableSpec, results: Results, paper_values: list[PaperValue
                     ours, count = mean.value * column.ours_scale, mean.count
             reason = None
             if ours is None:
-                reason = empty_reason(column, row_key, spec, availability)
+                reason = empty_reason(column, row_key, spec, availability, values.datasets)
                 if column.source == "cost" and values.has_cost(method, spec.cost_setting):
                     reason = REASON_NO_MATCHING if column.metric == "flops_m" else REASON_NOT_COMPUTED
                     if column.metric == COMPUTE_BOUND and bound_reason:
@@ -361,7 +377,8 @@ def build_table(spec: TableSpec, results: Results, paper_values: list[PaperValue
                        for c, b in zip(grid[i], base, strict=True)]
     if spec.mark_best:
         for j, column in enumerate(spec.columns):
-            ranks = mark_ranks([grid[i][j].ours for i in range(len(grid))], column.higher_is_better)
+            ranks = mark_ranks([grid[i][j].ours for i in range(len(grid))], column.higher_is_better,
+                               column.decimals)
             for i, rank in enumerate(ranks):
                 grid[i][j] = replace(grid[i][j], rank=rank)
     rows = tuple(Row(key, spec.label_of(i), spec.group_of(i), tuple(grid[i])) for i, key in enumerate(spec.rows))
@@ -392,15 +409,29 @@ def spec_from_manifest(data: dict[str, Any]) -> ProtocolSpec | None:
         return None
 
 
-def _run_sentence(results: Results, dataset: str, preset: str, kind: str = "quality") -> str | None:
-    """The sentence of a run of (dataset, preset), preferring runs of ``kind`` (``quality`` or ``matching``): a
-    dataset such as Sintel has both under the name ``ccnet2017``."""
+def _manifest_methods(manifest: dict[str, Any]) -> set[str]:
+    """Record names of the methods a run.json says it ran (runner: list of dicts; match: dict or list of names)."""
+    listed = manifest.get("methods") or []
+    if isinstance(listed, dict):
+        return set(listed)
+    return {str(m.get("record_name", "")) if isinstance(m, dict) else str(m) for m in listed}
+
+
+def _run_sentence(
+    results: Results, dataset: str, preset: str, kind: str = "quality", method: str | None = None
+) -> str | None:
+    """The protocol sentence of a run of (dataset, preset) -- preferring runs of ``kind`` (``quality`` or
+    ``matching``: a dataset such as Sintel has both under ``ccnet2017``) and, if given, runs that ran ``method``
+    -- prefixed with the dataset and the run folder it came from."""
     candidates = []
     for run in results.runs:
         for manifest in run.manifest.get("runs") or [run.manifest]:
             spec_data = manifest.get("protocol_spec") or {}
-            if manifest.get("protocol") == dataset and spec_data.get("name") == preset:
-                candidates.append((spec_data.get("kind", "quality") != kind, run, manifest, spec_data))
+            if manifest.get("protocol") != dataset or spec_data.get("name") != preset:
+                continue
+            if method is not None and method not in _manifest_methods(manifest):
+                continue
+            candidates.append((spec_data.get("kind", "quality") != kind, run, manifest, spec_data))
     for _, run, manifest, spec_data in sorted(candidates, key=lambda c: c[0]):  # stable: run order otherwise
         spec = spec_from_manifest(spec_data)
         sentence = spec.sentence(dataset) if spec is not None else manifest.get("protocol_sentence")
@@ -417,7 +448,7 @@ def protocol_sentences(spec: TableSpec, results: Results) -> tuple[str, ...]:
     if spec.row_kind == "preset":
         for preset in spec.rows:
             dataset = spec.columns[0].dataset if spec.columns else ""
-            sentence = _run_sentence(results, dataset, preset)
+            sentence = _run_sentence(results, dataset, preset, method=spec.method)
             if sentence:
                 sentences.append(sentence)
         return tuple(sentences)
@@ -774,15 +805,67 @@ def audit_specs(values: Values) -> list[TableSpec]:
     return specs
 
 
+RunKey = tuple[str, str, str, str]  # (dataset, preset, method, level) of quality records
+
+
+def covered_runs(values: Values, specs: list[TableSpec]) -> set[RunKey]:
+    """Quality record groups the suite tables in ``specs`` show (a column of their preset at their level)."""
+    covered: set[RunKey] = set()
+    for spec in specs:
+        for column in spec.columns:
+            if column.source != "quality":
+                continue
+            for row in spec.rows:
+                preset = row if spec.row_kind == "preset" else spec.preset
+                method = spec.method if spec.row_kind == "preset" and spec.method else row
+                if preset is None:
+                    continue
+                level = column.level if column.level not in (None, "*") else default_level(preset, column.dataset)
+                covered.add((column.dataset, preset, method, level or ""))
+    return covered
+
+
+def preset_quality_specs(values: Values, covered: set[RunKey]) -> list[TableSpec]:
+    """One table per preset that has quality records no other suite table shows (e.g. a ``sisr_std`` run):
+    every method and dataset run under that preset, one column group per (dataset, level) run."""
+    keys = [k for k in values.means if k[4] in QUALITY_METRICS]
+    uncovered = {k[1] for k in keys if (k[0], k[1], k[2], k[3]) not in covered}
+    specs = []
+    for preset in sorted(uncovered, key=lambda p: (p != SUITE_PRESET, p)):
+        mine = [k for k in keys if k[1] == preset]
+        datasets: list[tuple[str, str | None, str | None]] = []
+        for dataset in sorted({k[0] for k in mine}):
+            levels = sorted({k[3] for k in mine if k[0] == dataset})
+            if levels == [default_level(preset, dataset)]:
+                datasets.append((dataset, None, None))
+            else:
+                datasets += [(dataset, level, None) for level in levels]
+        metrics = _quality_metrics_present({k[4] for k in mine})
+        columns = list(quality_columns(datasets, [(m, None) for m in metrics]))
+        for i, column in enumerate(columns):  # name the level in the group when a dataset has several
+            if column.level is not None:
+                columns[i] = replace(column, group=f"{column.group} ({column.level})")
+        sisr = preset.startswith("sisr")
+        kind = "SISR" if sisr else "Quality"
+        specs.append(TableSpec(
+            id=f"preset_{preset}", title=f"{kind} under preset {preset}",
+            caption=("Single-image SR methods (and bicubic) under the SISR preset" if sisr else
+                     "Every method run under this preset") + f" {preset}, each dataset with the reference policy run.",
+            rows=tuple(sorted({k[2] for k in mine})), columns=tuple(columns), preset=preset, kind="suite"))
+    return specs
+
+
 def suite_table_specs(values: Values) -> list[TableSpec]:
     specs: list[TableSpec] = []
     fair = fair_quality_spec(values)
     if fair is not None:
         specs.append(fair)
     specs += robustness_specs(values)
+    audits = audit_specs(values)
+    specs += preset_quality_specs(values, covered_runs(values, specs + audits))
     specs += matching_specs(values)
     specs += cost_specs(values)
-    specs += audit_specs(values)
+    specs += audits
     return specs
 
 

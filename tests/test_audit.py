@@ -44,7 +44,32 @@ def test_committed_audit_renders(tmp_path: Path) -> None:
     for method, dataset in COMMITTED:
         table = (tmp_path / "tables" / f"audit_{method}_{dataset}.tex").read_text()
         assert "refsr" in table and "srntt\\_port" in table
-    assert "Protocol audit: carn_m on WR-SR" in (tmp_path / "index.html").read_text()
+    html = (tmp_path / "index.html").read_text()
+    assert "Protocol audit: carn_m on WR-SR" in html
+    # each audit section names its own runs as the source of its protocol sentences (issue 15: carn_m on Set14
+    # listed results/audit/bicubic_set14/...)
+    for method, dataset in COMMITTED:
+        section = html.split(f'<section id="audit_{method}_{dataset}">', 1)[1].split("</section>", 1)[0]
+        assert f"audit/{method}_{dataset}/" in section
+        others = {m for m, _ in COMMITTED} - {method}
+        assert not any(f"audit/{other}_{dataset}/" in section for other in others), (method, dataset)
+
+
+def test_audit_terminal_table_has_no_nan() -> None:
+    """The table `audit` prints: one line per preset, only the metrics it computed, Δ against refsr."""
+    import pandas as pd
+
+    from bench.audit import format_audit_table
+
+    table = pd.read_csv(AUDIT_DIR / "carn_m_set14" / "audit.csv", index_col=0)
+    assert table.isna().any().any()  # the wide table has gaps (presets compute different metrics)
+    text = format_audit_table(table)
+    assert "nan" not in text.lower()
+    lines = {line.split()[0]: line for line in text.splitlines()[1:]}
+    assert set(lines) == set(table.index) and text.splitlines()[1].startswith("refsr ")
+    delta = table.loc["sisr_std", "psnr_y"] - table.loc["refsr", "psnr_y"]
+    assert f"psnr_y {table.loc['sisr_std', 'psnr_y']:.4f} ({delta:+.4f})" in lines["sisr_std"]
+    assert "psnr_rgb" in lines["mmagic_ttsr"] and "(" not in lines["mmagic_ttsr"]  # refsr has no RGB metric
 
 
 def test_audit_names_unknown_and_inapplicable_presets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

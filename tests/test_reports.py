@@ -12,10 +12,12 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,7 @@ from bench.records import Record
 from protocols.core import UserError
 from reports.collect import COST_COLUMNS, POOLED_IMAGE, Results, collect, means
 from reports.paper_values import PaperValue, load_paper_values
-from reports.render import format_delta, format_number, latex_escape
+from reports.render import format_delta, format_number, latex_cell, latex_escape
 from reports.tables import (
     REASON_NO_DATASET,
     REASON_NO_MATCHING,
@@ -90,6 +92,23 @@ def test_mark_ranks_follows_direction_and_shares_ties() -> None:
     assert mark_ranks([math.inf, 40.0, 30.0], higher_is_better=True) == [1, 2, 0]  # identical images: PSNR inf
 
 
+def test_marks_are_tie_aware_at_the_displayed_precision() -> None:
+    """Three rows printed 28.89 share the best mark (issue 15: they got bold / underline / plain)."""
+    values = [28.8912, 28.8868, 28.8949, 28.5]
+    assert [f"{v:.2f}" for v in values[:3]] == ["28.89"] * 3
+    assert mark_ranks(values, higher_is_better=True) == [2, 0, 1, 0]  # raw values: no tie
+    assert mark_ranks(values, higher_is_better=True, decimals=2) == [1, 1, 1, 2]
+    records = _records([("set14", "sisr_std", m, "self_lr", "000", "psnr_y", v)
+                        for m, v in zip(("bicubic", "bicubic_matlab", "bicubic_matlab_u8", "carn_m"), values,
+                                        strict=True)])
+    column = ColumnSpec("set14/psnr", "Set14", "PSNR-Y", "quality", "set14", "psnr_y", True, 2, level="self_lr")
+    spec = TableSpec("t", "T", "", ("bicubic", "bicubic_matlab", "bicubic_matlab_u8", "carn_m"), (column,),
+                     "sisr_std")
+    model = build_table(spec, Results(records=records), [])
+    assert [row.cells[0].rank for row in model.rows] == [1, 1, 1, 2]
+    assert [latex_cell(row.cells[0], 2) for row in model.rows][:3] == [r"\textbf{28.89}"] * 3
+
+
 def test_number_formatting() -> None:
     assert format_number(27.545, 2) in ("27.55", "27.54")  # binary rounding of the float itself
     assert format_number(-0.001, 2) == "0.00"
@@ -137,9 +156,15 @@ def test_build_table_cells_reasons_and_marks() -> None:
     assert cells["w"].ours is None and cells["w"].reason == REASON_NO_WEIGHTS
     assert cells["x"].reason == REASON_NOT_IN_SUITE and cells["x"].paper_text == "25.00"
     assert cells["d"].reason == REASON_NOT_RUN
+    # the dataset is missing here, but records of it were read: "no data" would contradict the values beside it
     no_data = build_table(spec, Results(records=records), paper,
                           Availability(lambda m: None, lambda d: REASON_NO_DATASET))
-    assert {row.key: row.cells[0].reason for row in no_data.rows}["d"] == REASON_NO_DATASET
+    assert {row.key: row.cells[0].reason for row in no_data.rows}["d"] == REASON_NOT_RUN
+    # no record of the dataset anywhere: the reason is the missing data
+    other = replace(column, key="sun80/psnr", dataset="sun80")
+    no_data = build_table(replace(spec, columns=(column, other)), Results(records=records), paper,
+                          Availability(lambda m: None, lambda d: REASON_NO_DATASET))
+    assert {row.key: row.cells[1].reason for row in no_data.rows}["d"] == REASON_NO_DATASET
 
 
 def test_lower_is_better_cost_column_and_pooled_matching() -> None:
@@ -283,12 +308,16 @@ def test_random_weight_records_are_never_rendered(rendered: Path) -> None:
 def test_html_page_content(rendered: Path) -> None:
     html = (rendered / "index.html").read_text()
     assert html.count("<table class=\"report sortable\"") == len(list(EXPECTED_TEX.glob("*.tex")))
-    assert "data:image/png;base64," in html  # plots and crops inlined
-    assert "Visual crops" in html and "000" in html
+    assert "data:image/png;base64," not in html  # pictures are PNG files next to the page, not inlined
+    sources = re.findall(r'<img [^>]*src="([^"]+)"', html)
+    assert any(s.startswith("plots/") for s in sources) and any(s.startswith("visuals/crop_") for s in sources)
+    assert all((rendered / s).is_file() for s in sources), sources
+    assert "Visual comparison" in html and "image 000" in html
+    assert html.count("<details class=\"protocol\">") >= 10  # protocol sentences collapsed, one line each
     assert "Preset masa2021: ×4, HR pad_center_replicate(32)" in html  # sentence from run.json's ProtocolSpec
     assert "0123456789abcdef0123456789abcdef01234567" in html  # git sha in the provenance footer
     assert "ab" * 32 in html  # weight sha256
-    assert "weights not installed" in html and "method not in the suite" in html
+    assert "no weights: official weights not installed" in html and "method not in the suite" in html
     assert "http://" not in html and "https://" not in html  # self-contained
 
 
@@ -345,6 +374,8 @@ def test_html_opens_in_headless_chromium(rendered: Path, tmp_path: Path) -> None
     assert len(body) > 1000
     assert body.count("<table") >= len(list(EXPECTED_TEX.glob("*.tex")))
     assert f'data-sortable-ready="{len(list(EXPECTED_TEX.glob("*.tex")))}"' in dom.stdout  # the inline JS ran
+    n_images = (rendered / "index.html").read_text().count("<img ")
+    assert n_images >= 5 and f'data-images="{n_images}/{n_images}"' in dom.stdout  # every picture loaded
     shot = tmp_path / "page.png"
     screenshot = _chromium([f"--screenshot={shot}", "--window-size=1280,2000"], page, tmp_path / "profile2")
     assert screenshot.returncode == 0 and shot.stat().st_size > 10_000
