@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from protocols.matching import MatchingItem, mod_crop
+from protocols.matching import MatchingItem
+from protocols.pipeline import modcrop
 
 # Error bands (HR pixels) and their colours (RGB): the report's legend repeats them.
 ERROR_BANDS_PX: tuple[tuple[float, tuple[int, int, int]], ...] = (
@@ -57,7 +58,7 @@ class RecordingMatcher:
 
 def match_errors(item: MatchingItem, predicted_yx: np.ndarray, scale: int) -> MatchErrors:
     """Errors of ``predicted_yx`` (float (h, w, 2), reference pixels) at the positions the protocol scores."""
-    image, ref = mod_crop(item.image, scale), mod_crop(item.ref, scale)
+    image, ref = modcrop(item.image, scale), modcrop(item.ref, scale)
     lr_h, lr_w = image.shape[0] // scale, image.shape[1] // scale
     gt = item.gt_yx[::scale, ::scale][:lr_h, :lr_w].astype(np.float64)
     usable = item.valid[::scale, ::scale][:lr_h, :lr_w] & np.all(np.isfinite(gt), axis=-1)
@@ -120,7 +121,7 @@ def draw_matches(image: np.ndarray, ref: np.ndarray, errors: MatchErrors, *, max
 def save_match_picture(path: Path, item: MatchingItem, predicted_yx: np.ndarray, scale: int) -> MatchErrors:
     """Write the picture of ``predicted_yx`` for ``item`` as PNG at ``path``; returns the errors drawn."""
     errors = match_errors(item, predicted_yx, scale)
-    image, ref = mod_crop(item.image, scale), mod_crop(item.ref, scale)
+    image, ref = modcrop(item.image, scale), modcrop(item.ref, scale)
     zoom = max(1, min(4, 384 // max(image.shape[0], 1)))
     path.parent.mkdir(parents=True, exist_ok=True)
     draw_matches(np.ascontiguousarray(image), np.ascontiguousarray(ref), errors, zoom=zoom).save(path, format="PNG")
