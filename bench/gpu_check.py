@@ -38,7 +38,7 @@ the stitched shape, seconds per forward) fewer are run and the cell says ``below
 reached after the budget is spent are recorded as skipped, and the cell in flight may overrun by one cell
 (~20 s), so the whole call ends by ~7.5 minutes. Nothing is estimated: a number in the output was measured.
 
-Writes ``OUT/<run-name>/cost.csv`` (``bench.cost`` format; ``reports`` reads it), ``checks.csv`` (same
+Writes ``OUT/<run-name>/cost.csv`` (``bench.cost_csv`` format; ``reports`` reads it), ``checks.csv`` (same
 columns: fixture and deformable-convolution max |Δ|, autocast PSNR), ``run.json`` and ``summary.md`` (the
 table a session pastes into its note). ``OUT`` defaults to ``$OUT`` when set. Commit the folder under
 ``reports/results/cost/``.
@@ -63,21 +63,14 @@ from typing import Any
 
 import torch
 
-from bench.cost import (
-    CONVENTIONS,
-    CostRow,
-    LatencyConfig,
-    cpu_peak_rss_delta,
-    environment,
-    gpu_peak_memory_mib,
-    hw_text,
-    measure_method_size,
-    summarize_ms,
-    time_forward,
-    write_cost_csv,
-)
+from bench.cost import measure_method_size
+from bench.cost_csv import CostRow, hw_text, write_cost_csv
+from bench.cost_latency import LatencyConfig, summarize_ms, time_forward
+from bench.cost_memory import cpu_peak_rss_delta, gpu_peak_memory_mib
 from bench.fixtures import PORT_FIXTURES, run_port_fixture
+from bench.flop_handlers import CONVENTIONS
 from bench.gpu_specs import UNKNOWN_PEAK, fp32_compute_bound_ms
+from bench.provenance import environment
 from protocols.core import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,8 +142,8 @@ def tf32_off() -> dict[str, bool]:
 
 
 def device_environment(device: str) -> dict[str, Any]:
-    """``bench.cost.environment`` plus the driver (nvidia-smi) and the CUDA/cuDNN build of torch."""
-    info = environment(device)
+    """``bench.provenance.environment`` (timing form) plus nvidia-smi and the CUDA/cuDNN build of torch."""
+    info = environment(device, timing=True)
     info["torch_cuda_build"] = torch.version.cuda
     if device.startswith("cuda"):
         info["cudnn_version"] = torch.backends.cudnn.version()
@@ -331,7 +324,7 @@ def _network_signature(method: Any, module: torch.nn.Module, inputs: tuple[torch
 
 def timed_latency(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], device: str, warmup: int, repeat: int,
                   cap_s: float, autocast: str | None) -> tuple[list[float], dict[str, Any]]:
-    """Warm up (at least one forward), then ``repeat`` timed forwards via ``bench.cost.time_forward``; fewer
+    """Warm up (at least one forward), then ``repeat`` timed forwards via ``bench.cost_latency.time_forward``; fewer
     when ``repeat`` forwards would exceed ``cap_s`` (the count actually run is returned and recorded)."""
     started = time.perf_counter()
     done = 0
@@ -357,7 +350,7 @@ def timed_latency(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], dev
 def peak_memory(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], device: str, autocast: str | None,
                 method: str, lr_hw: tuple[int, int], ref_hw: tuple[int, int]) -> tuple[dict[str, float], str]:
     """GPU: ``torch.cuda.max_memory_allocated`` over one forward (under ``autocast`` if given). CPU, float32:
-    ``bench.cost``'s peak-RSS-delta probe in a fresh process; CPU under autocast: not measured (empty)."""
+    ``bench.cost_memory``'s peak-RSS-delta probe in a fresh process; CPU under autocast: not measured (empty)."""
     if device.startswith("cuda"):
         with precision(device, autocast):
             return gpu_peak_memory_mib(module, inputs), "torch.cuda.max_memory_allocated over one forward"

@@ -25,17 +25,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-from bench.cost import (
-    COLUMNS,
-    LatencyConfig,
-    ParamCount,
-    TraceCost,
-    analyze_trace,
-    count_params,
-    cpu_peak_rss_delta,
-    summarize_ms,
-    time_forward,
-)
+from bench.cost_csv import COLUMNS
+from bench.cost_latency import LatencyConfig, summarize_ms, time_forward
+from bench.cost_macs import TraceCost, analyze_trace
+from bench.cost_memory import cpu_peak_rss_delta
+from bench.cost_params import ParamCount, count_params
 from methods import registry
 from methods.classical import MATCHER_NAMES
 from protocols.core import UserError
@@ -340,7 +334,7 @@ def test_cpu_timing_returns_one_sample_per_timed_iteration() -> None:
 
 @pytest.mark.gpu
 def test_gpu_timing_and_peak_memory() -> None:
-    from bench.cost import gpu_peak_memory_mib
+    from bench.cost_memory import gpu_peak_memory_mib
 
     module = nn.Conv2d(3, 8, 3).cuda().eval()
     inputs = (torch.rand(1, 3, 256, 256, device="cuda"),)
