@@ -43,11 +43,11 @@ class MethodCost:
     manifest: dict[str, Any]
 
 
-def _gmacs_row(base: dict[str, str], convention: str, part: str, quantity: str, macs: int) -> CostRow:
+def _gmacs_row(base: dict[str, Any], convention: str, part: str, quantity: str, macs: int) -> CostRow:
     return CostRow(part=part, quantity=quantity, value=macs / GIGA, unit="GMACs", convention=convention, **base)
 
 
-def _mac_rows(trace: TraceCost, parts: Mapping[str, str], base: dict[str, str]) -> tuple[list[CostRow], dict[str, Any]]:
+def _mac_rows(trace: TraceCost, parts: Mapping[str, str], base: dict[str, Any]) -> tuple[list[CostRow], dict[str, Any]]:
     """Rows: ``flops_t`` (total), ``macs`` per part and per operator bucket (``op:<bucket>``), ``flops_m``."""
     rows: list[CostRow] = []
     manifest: dict[str, Any] = {}
@@ -88,7 +88,7 @@ def measure_method_size(
     ``measured_on`` names the device and the wall-clock interval (Unix seconds) of the latency and memory
     measurements (None when neither ran)."""
     uses_ref = bool(method.info.needs_reference)
-    base = {
+    base: dict[str, Any] = {
         "method": method_name,
         "lr_hw": hw_text(lr_hw),
         "ref_hw": hw_text(ref_hw if uses_ref else None),

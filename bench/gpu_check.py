@@ -181,7 +181,7 @@ def check_fixtures(shared: Path, device: str, autocast: str | None, log: Callabl
             log(f"fixture {port.method}: FAILED {entry['error']}")
             continue
         lr_hw = hw_text(_lr_of(outcome.inputs))
-        base = {"method": port.method, "part": "fixture", "lr_hw": lr_hw, "ref_hw": "-",
+        base: dict[str, Any] = {"method": port.method, "part": "fixture", "lr_hw": lr_hw, "ref_hw": "-",
                 "device": device.split(":")[0]}
         rows.append(CostRow(quantity="fixture_max_abs_diff", value=outcome.max_abs_diff, unit="abs", **base))
         rows.append(CostRow(quantity="fixture_atol", value=port.atol, unit="abs", **base))
@@ -287,8 +287,9 @@ def check_deform_conv(shared: Path, device: str, log: Callable[[str], None]
             with torch.inference_mode():
                 on_device = deform_conv2d(*moved_args, **moved_kwargs).float().cpu()
             diffs.append(float((on_device - cpu_output).abs().max()))
-        base = {"method": method, "part": "deform_conv2d", "lr_hw": hw_text(_lr_of({"lr": inputs["img_in_lq"]})),
-                "ref_hw": hw_text(_lr_of({"ref": inputs["img_ref"]})), "device": device.split(":")[0]}
+        base: dict[str, Any] = {"method": method, "part": "deform_conv2d",
+                                "lr_hw": hw_text(_lr_of({"lr": inputs["img_in_lq"]})),
+                                "ref_hw": hw_text(_lr_of({"ref": inputs["img_ref"]})), "device": device.split(":")[0]}
         if diffs:
             rows.append(CostRow(quantity="deform_conv2d_max_abs_diff_vs_cpu", value=max(diffs), unit="abs", **base))
         rows.append(CostRow(quantity="deform_conv2d_calls", value=len(diffs), unit="elements", **base))
@@ -375,7 +376,7 @@ def autocast_psnr(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], dev
     return psnr_db(low, reference, peak), peak
 
 
-def _rows(base: dict[str, str], values: dict[str, float], unit: str, suffix: str) -> list[CostRow]:
+def _rows(base: dict[str, Any], values: dict[str, float], unit: str, suffix: str) -> list[CostRow]:
     return [CostRow(part="total", quantity=k + suffix, value=v, unit=unit, **base) for k, v in values.items()]
 
 
@@ -433,7 +434,8 @@ def measure_networks(names: Sequence[str], shapes: Sequence[Shape], device: str,
             cost = measure_method_size(name, method, scale=4, lr_hw=lr_run, ref_hw=shape.ref_hw, device=device,
                                        conventions=CONVENTIONS, latency=None, memory=False)
             nominal = hw_text(shape.lr_hw)  # rows name the requested LR size, run.json the padded one
-            base = {"method": name, "lr_hw": nominal, "ref_hw": cost.rows[0].ref_hw, "device": device.split(":")[0]}
+            base: dict[str, Any] = {"method": name, "lr_hw": nominal, "ref_hw": cost.rows[0].ref_hw,
+                                    "device": device.split(":")[0]}
             cell_rows = [replace(r, lr_hw=nominal) for r in cost.rows]
             entry["macs"] = {k: v for k, v in cost.manifest.items() if k in ("params_exact", "trace_seconds",
                                                                               "input_shapes", "uncalled_modules")}
