@@ -65,7 +65,7 @@ import torch
 
 from bench.cost import measure_method_size
 from bench.cost_csv import CostRow, hw_text, write_cost_csv
-from bench.cost_latency import LatencyConfig, summarize_ms, time_forward
+from bench.cost_latency import LatencyConfig, cudnn_benchmark, summarize_ms, time_forward
 from bench.cost_memory import cpu_peak_rss_delta, gpu_peak_memory_mib
 from bench.fixtures import PORT_FIXTURES, run_port_fixture
 from bench.flop_handlers import CONVENTIONS
@@ -446,7 +446,7 @@ def measure_networks(names: Sequence[str], shapes: Sequence[Shape], device: str,
                 suffix = "" if mode is None else f"_autocast_{mode}"
                 label = "fp32" if mode is None else mode
                 try:
-                    with _cudnn_benchmark(device):
+                    with cudnn_benchmark(device.startswith("cuda")):
                         samples, timing = timed_latency(module, inputs, device, warmup, repeat, cap_s, mode)
                         peak, how = peak_memory(module, inputs, device, mode, name, lr_run, shape.ref_hw)
                 except Exception as error:  # out of memory, or no kernel for the autocast dtype on this device
@@ -483,16 +483,6 @@ def measure_networks(names: Sequence[str], shapes: Sequence[Shape], device: str,
             _free(device)
     progress.close()
     return rows, manifest
-
-
-@contextlib.contextmanager
-def _cudnn_benchmark(device: str) -> Iterator[None]:
-    previous = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = device.startswith("cuda")
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = previous
 
 
 def plan_networks(names: Sequence[str], manifest: dict[str, Any]) -> tuple[list[str], int]:
