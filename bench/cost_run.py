@@ -13,7 +13,8 @@ Under torchrun (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` set, ``WORLD_SIZE`` > 1
    CPU would disturb the timing). Without latency and memory nothing is timed and all ranks run at once;
 3. rank 0 gathers the rows and manifest entries and writes the one run folder: the same content as the
    single-process run of the same command, except the measured values (latency, trace seconds) and each
-   size's ``measured_on`` (device, rank, host and the wall-clock interval of its timed part).
+   size's ``measured_on`` (device, rank, host and the wall-clock interval of its timed part). Unlike the
+   single process, which rewrites the folder after every method, nothing is written before all ranks finish.
 """
 
 from __future__ import annotations
