@@ -779,3 +779,14 @@ def test_cost_under_torchrun_splits_methods_and_never_times_two_ranks_at_once_on
         return manifest
 
     assert without_measurements(ranks) == without_measurements(single)
+
+
+def test_committed_cost_csv_files_read_and_write_back_byte_identical(tmp_path: Path) -> None:
+    """The one cost.csv format (bench.cost_csv) reads every committed cost run and writes it back unchanged."""
+    from bench.cost_csv import read_cost_csv, write_cost_csv
+
+    committed = sorted((Path(__file__).resolve().parents[1] / "reports" / "results" / "cost").glob("*/cost.csv"))
+    assert committed
+    for path in committed:
+        write_cost_csv(tmp_path / "again.csv", read_cost_csv(path, "run"))
+        assert (tmp_path / "again.csv").read_bytes() == path.read_bytes(), path
