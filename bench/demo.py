@@ -242,7 +242,10 @@ def run_cost(networks: tuple[tuple[str, int], ...], out_dir: Path, settings: Dem
     import torch
     from tqdm import tqdm
 
-    from bench.cost import LatencyConfig, environment, measure_method_size, write_cost_csv
+    from bench.cost import measure_method_size
+    from bench.cost_latency import LatencyConfig
+    from bench.cost_run import write_cost_run
+    from bench.provenance import environment
 
     lr_hw, ref_hw = (settings.cost_lr_px,) * 2, (settings.cost_ref_px,) * 2
     latency = LatencyConfig(warmup=settings.cost_warmup, repeat=settings.cost_repeat)
@@ -252,7 +255,7 @@ def run_cost(networks: tuple[tuple[str, int], ...], out_dir: Path, settings: Dem
     failed: list[str] = []
     manifest: dict[str, Any] = {
         "command": ["refsr-bench", "demo"] + (["--full"] if settings.name == "full" else []),
-        "environment": environment("cpu"),
+        "environment": environment("cpu", timing=True),
         "settings": {"lr_hw": list(lr_hw), "ref_sizes": [list(ref_hw)], "scale": DEMO_SCALE,
                      "conventions": list(settings.conventions),
                      "latency": {"warmup": latency.warmup, "repeat": latency.repeat}, "memory": False,
@@ -285,8 +288,7 @@ def run_cost(networks: tuple[tuple[str, int], ...], out_dir: Path, settings: Dem
             rows += result.rows
             per_method[name] = {"sizes": [result.manifest]}
     manifest["environment"]["torch_threads"] = torch.get_num_threads()
-    write_cost_csv(out_dir / "cost.csv", rows)
-    (out_dir / "run.json").write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str) + "\n")
+    write_cost_run(out_dir, rows, manifest)
     return failed
 
 

@@ -38,7 +38,7 @@ the stitched shape, seconds per forward) fewer are run and the cell says ``below
 reached after the budget is spent are recorded as skipped, and the cell in flight may overrun by one cell
 (~20 s), so the whole call ends by ~7.5 minutes. Nothing is estimated: a number in the output was measured.
 
-Writes ``OUT/<run-name>/cost.csv`` (``bench.cost`` format; ``reports`` reads it), ``checks.csv`` (same
+Writes ``OUT/<run-name>/cost.csv`` (``bench.cost_csv`` format; ``reports`` reads it), ``checks.csv`` (same
 columns: fixture and deformable-convolution max |Δ|, autocast PSNR), ``run.json`` and ``summary.md`` (the
 table a session pastes into its note). ``OUT`` defaults to ``$OUT`` when set. Commit the folder under
 ``reports/results/cost/``.
@@ -63,21 +63,14 @@ from typing import Any
 
 import torch
 
-from bench.cost import (
-    CONVENTIONS,
-    CostRow,
-    LatencyConfig,
-    cpu_peak_rss_delta,
-    environment,
-    gpu_peak_memory_mib,
-    hw_text,
-    measure_method_size,
-    summarize_ms,
-    time_forward,
-    write_cost_csv,
-)
+from bench.cost import measure_method_size
+from bench.cost_csv import CostRow, hw_text, write_cost_csv
+from bench.cost_latency import LatencyConfig, cudnn_benchmark, summarize_ms, time_forward
+from bench.cost_memory import cpu_peak_rss_delta, gpu_peak_memory_mib
 from bench.fixtures import PORT_FIXTURES, run_port_fixture
+from bench.flop_handlers import CONVENTIONS
 from bench.gpu_specs import UNKNOWN_PEAK, fp32_compute_bound_ms
+from bench.provenance import environment
 from protocols.core import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,8 +142,8 @@ def tf32_off() -> dict[str, bool]:
 
 
 def device_environment(device: str) -> dict[str, Any]:
-    """``bench.cost.environment`` plus the driver (nvidia-smi) and the CUDA/cuDNN build of torch."""
-    info = environment(device)
+    """``bench.provenance.environment`` (timing form) plus nvidia-smi and the CUDA/cuDNN build of torch."""
+    info = environment(device, timing=True)
     info["torch_cuda_build"] = torch.version.cuda
     if device.startswith("cuda"):
         info["cudnn_version"] = torch.backends.cudnn.version()
@@ -188,7 +181,7 @@ def check_fixtures(shared: Path, device: str, autocast: str | None, log: Callabl
             log(f"fixture {port.method}: FAILED {entry['error']}")
             continue
         lr_hw = hw_text(_lr_of(outcome.inputs))
-        base = {"method": port.method, "part": "fixture", "lr_hw": lr_hw, "ref_hw": "-",
+        base: dict[str, Any] = {"method": port.method, "part": "fixture", "lr_hw": lr_hw, "ref_hw": "-",
                 "device": device.split(":")[0]}
         rows.append(CostRow(quantity="fixture_max_abs_diff", value=outcome.max_abs_diff, unit="abs", **base))
         rows.append(CostRow(quantity="fixture_atol", value=port.atol, unit="abs", **base))
@@ -294,8 +287,9 @@ def check_deform_conv(shared: Path, device: str, log: Callable[[str], None]
             with torch.inference_mode():
                 on_device = deform_conv2d(*moved_args, **moved_kwargs).float().cpu()
             diffs.append(float((on_device - cpu_output).abs().max()))
-        base = {"method": method, "part": "deform_conv2d", "lr_hw": hw_text(_lr_of({"lr": inputs["img_in_lq"]})),
-                "ref_hw": hw_text(_lr_of({"ref": inputs["img_ref"]})), "device": device.split(":")[0]}
+        base: dict[str, Any] = {"method": method, "part": "deform_conv2d",
+                                "lr_hw": hw_text(_lr_of({"lr": inputs["img_in_lq"]})),
+                                "ref_hw": hw_text(_lr_of({"ref": inputs["img_ref"]})), "device": device.split(":")[0]}
         if diffs:
             rows.append(CostRow(quantity="deform_conv2d_max_abs_diff_vs_cpu", value=max(diffs), unit="abs", **base))
         rows.append(CostRow(quantity="deform_conv2d_calls", value=len(diffs), unit="elements", **base))
@@ -331,7 +325,7 @@ def _network_signature(method: Any, module: torch.nn.Module, inputs: tuple[torch
 
 def timed_latency(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], device: str, warmup: int, repeat: int,
                   cap_s: float, autocast: str | None) -> tuple[list[float], dict[str, Any]]:
-    """Warm up (at least one forward), then ``repeat`` timed forwards via ``bench.cost.time_forward``; fewer
+    """Warm up (at least one forward), then ``repeat`` timed forwards via ``bench.cost_latency.time_forward``; fewer
     when ``repeat`` forwards would exceed ``cap_s`` (the count actually run is returned and recorded)."""
     started = time.perf_counter()
     done = 0
@@ -357,7 +351,7 @@ def timed_latency(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], dev
 def peak_memory(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], device: str, autocast: str | None,
                 method: str, lr_hw: tuple[int, int], ref_hw: tuple[int, int]) -> tuple[dict[str, float], str]:
     """GPU: ``torch.cuda.max_memory_allocated`` over one forward (under ``autocast`` if given). CPU, float32:
-    ``bench.cost``'s peak-RSS-delta probe in a fresh process; CPU under autocast: not measured (empty)."""
+    ``bench.cost_memory``'s peak-RSS-delta probe in a fresh process; CPU under autocast: not measured (empty)."""
     if device.startswith("cuda"):
         with precision(device, autocast):
             return gpu_peak_memory_mib(module, inputs), "torch.cuda.max_memory_allocated over one forward"
@@ -382,7 +376,7 @@ def autocast_psnr(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], dev
     return psnr_db(low, reference, peak), peak
 
 
-def _rows(base: dict[str, str], values: dict[str, float], unit: str, suffix: str) -> list[CostRow]:
+def _rows(base: dict[str, Any], values: dict[str, float], unit: str, suffix: str) -> list[CostRow]:
     return [CostRow(part="total", quantity=k + suffix, value=v, unit=unit, **base) for k, v in values.items()]
 
 
@@ -440,7 +434,8 @@ def measure_networks(names: Sequence[str], shapes: Sequence[Shape], device: str,
             cost = measure_method_size(name, method, scale=4, lr_hw=lr_run, ref_hw=shape.ref_hw, device=device,
                                        conventions=CONVENTIONS, latency=None, memory=False)
             nominal = hw_text(shape.lr_hw)  # rows name the requested LR size, run.json the padded one
-            base = {"method": name, "lr_hw": nominal, "ref_hw": cost.rows[0].ref_hw, "device": device.split(":")[0]}
+            base: dict[str, Any] = {"method": name, "lr_hw": nominal, "ref_hw": cost.rows[0].ref_hw,
+                                    "device": device.split(":")[0]}
             cell_rows = [replace(r, lr_hw=nominal) for r in cost.rows]
             entry["macs"] = {k: v for k, v in cost.manifest.items() if k in ("params_exact", "trace_seconds",
                                                                               "input_shapes", "uncalled_modules")}
@@ -451,7 +446,7 @@ def measure_networks(names: Sequence[str], shapes: Sequence[Shape], device: str,
                 suffix = "" if mode is None else f"_autocast_{mode}"
                 label = "fp32" if mode is None else mode
                 try:
-                    with _cudnn_benchmark(device):
+                    with cudnn_benchmark(device.startswith("cuda")):
                         samples, timing = timed_latency(module, inputs, device, warmup, repeat, cap_s, mode)
                         peak, how = peak_memory(module, inputs, device, mode, name, lr_run, shape.ref_hw)
                 except Exception as error:  # out of memory, or no kernel for the autocast dtype on this device
@@ -488,16 +483,6 @@ def measure_networks(names: Sequence[str], shapes: Sequence[Shape], device: str,
             _free(device)
     progress.close()
     return rows, manifest
-
-
-@contextlib.contextmanager
-def _cudnn_benchmark(device: str) -> Iterator[None]:
-    previous = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = device.startswith("cuda")
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = previous
 
 
 def plan_networks(names: Sequence[str], manifest: dict[str, Any]) -> tuple[list[str], int]:

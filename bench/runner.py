@@ -268,7 +268,8 @@ def run(
     ctx = distributed.context()
     if ctx.world_size > 1:
         if not allow_distributed:
-            raise UserError("only `refsr-bench run` is distributed under torchrun; run this verb as one process")
+            raise UserError("only `refsr-bench run` and `cost` are distributed under torchrun; "
+                            "run this verb as one process")
         return distributed.run(config, ctx)
     work = plan(config)
     rundir.make_out_dir(config.out_dir)

@@ -8,7 +8,6 @@ are dropped here, so nothing downstream can render them.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -17,43 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.cost_csv import CostRow as CostEntry  # the cost.csv format, torch-free (reports name a row CostEntry)
+from bench.cost_csv import read_cost_csv
 from bench.records import Record, read_records
 from protocols.core import UserError
 
 RANDOM_WEIGHTS_TAG = "[random-weights]"  # bench.runner.RANDOM_WEIGHTS_TAG (not imported: runner pulls in torch models)
-# bench.cost.COLUMNS, repeated so reading a cost.csv does not import fvcore (tests check they agree).
-COST_COLUMNS = ("method", "part", "quantity", "value", "unit", "lr_hw", "ref_hw", "device", "convention")
 POOLED_IMAGE = "ALL"  # a record over all images (matching accuracy is pooled over positions), not an image
-
-
-@dataclass(frozen=True)
-class CostEntry:
-    """One row of a cost.csv (``bench.cost``): value in ``unit`` (GMACs, params, ms, MiB ...)."""
-
-    method: str
-    part: str
-    quantity: str
-    value: float
-    unit: str
-    lr_hw: str
-    ref_hw: str
-    device: str
-    convention: str
-    run: str  # label of the run folder it came from
-    device_name: str = ""  # the run's environment.device_name (run.json), e.g. "NVIDIA H100 80GB HBM3"
-    threads: int = 0  # the run's torch CPU threads (run.json environment.torch_threads); 0 = not recorded
-
-    @property
-    def device_label(self) -> str:
-        """The measurement's device as a table states it: the GPU's name, or the CPU's name and thread count.
-        Latency is only ever compared among entries with the same label."""
-        if self.device.startswith("cuda"):
-            return self.device_name or "GPU (name not recorded)"
-        name = self.device_name or f"{self.device.upper()} (name not recorded)"
-        if self.device != "cpu":
-            return name
-        threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}" if self.threads else "threads not recorded"
-        return f"{name}, {threads}"
 
 
 @dataclass(frozen=True)
@@ -126,26 +95,6 @@ def _read_manifest(folder: Path, warnings: list[str]) -> dict[str, Any]:
         warnings.append(f"{path}: unreadable ({error})")
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def read_cost_csv(path: Path, run_label: str, device_name: str = "", threads: int = 0) -> list[CostEntry]:
-    """The rows of one cost.csv; ``device_name`` / ``threads`` come from the run's run.json (``collect``)."""
-    with open(path, newline="") as handle:
-        reader = csv.reader(handle)
-        header = tuple(next(reader, ()))
-        if header != COST_COLUMNS:
-            raise UserError(f"{path}: columns {','.join(header)}; expected {','.join(COST_COLUMNS)}")
-        entries = []
-        for row in reader:
-            if len(row) != len(COST_COLUMNS):
-                continue
-            try:
-                value = float(row[3])
-            except ValueError:
-                continue
-            entries.append(CostEntry(row[0], row[1], row[2], value, row[4], row[5], row[6], row[7], row[8], run_label,
-                                     device_name, threads))
-    return entries
 
 
 def _saved_images(folder: Path, run_label: str, subfolder: str = "images") -> list[SavedImage]:

@@ -14,6 +14,7 @@ method and is marked slow; those tests share one trace per method through ``_tra
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 from pathlib import Path
@@ -25,17 +26,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-from bench.cost import (
-    COLUMNS,
-    LatencyConfig,
-    ParamCount,
-    TraceCost,
-    analyze_trace,
-    count_params,
-    cpu_peak_rss_delta,
-    summarize_ms,
-    time_forward,
-)
+from bench.cost_csv import COLUMNS
+from bench.cost_latency import LatencyConfig, summarize_ms, time_forward
+from bench.cost_macs import TraceCost, analyze_trace
+from bench.cost_memory import cpu_peak_rss_delta
+from bench.cost_params import ParamCount, count_params
 from methods import registry
 from methods.classical import MATCHER_NAMES
 from protocols.core import UserError
@@ -340,7 +335,7 @@ def test_cpu_timing_returns_one_sample_per_timed_iteration() -> None:
 
 @pytest.mark.gpu
 def test_gpu_timing_and_peak_memory() -> None:
-    from bench.cost import gpu_peak_memory_mib
+    from bench.cost_memory import gpu_peak_memory_mib
 
     module = nn.Conv2d(3, 8, 3).cuda().eval()
     inputs = (torch.rand(1, 3, 256, 256, device="cuda"),)
@@ -703,3 +698,95 @@ def test_crossnet_counts_match_its_fixture(shared: Path) -> None:
     assert math.isclose(
         macs.total / G, flops["true_macs_G"]["total"] - flops["true_macs_G"]["dead_post_fusion2"], abs_tol=0.01
     )
+
+
+_SLOW_PLUGIN = """
+import time
+import torch, torch.nn as nn
+from methods.base import MethodInfo
+from methods.registry import register
+
+class Slow(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, lr, ref):
+        time.sleep(0.1)  # every forward takes >= 100 ms: two ranks timing at once would overlap
+        return self.conv(lr) + ref.mean()
+
+class SlowMethod:
+    def __init__(self, name, device):
+        self.info = MethodInfo(name=name, title="slow toy", venue="-", year=2024, official_repo=None,
+                               variant="rec", scale=4, inputs=("lr", "ref"), license="MIT")
+        self.module = Slow().to(device).eval()
+
+    def cost_graph(self, lr_hw, ref_hw):
+        return self.module, (torch.rand(1, 3, *lr_hw), torch.rand(1, 3, *ref_hw))
+
+for _name in ("toy_slow_a", "toy_slow_b"):
+    register(_name, lambda *, scale=4, device="cpu", _name=_name: SlowMethod(_name, device))
+"""
+
+
+def test_cost_under_torchrun_splits_methods_and_never_times_two_ranks_at_once_on_the_cpu(tmp_path: Path) -> None:
+    """Issue 17 item 4: two CPU ranks share one device, so their timed phases must not overlap; rank 0 writes
+    the same cost.csv (latency values aside) and run.json (measured values aside) as one process."""
+    import os
+    import subprocess
+    import sys
+
+    plugin = tmp_path / "slow_plugin.py"
+    plugin.write_text(_SLOW_PLUGIN)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    argv = ["--plugin", str(plugin), "cost", "-m", "toy_slow_a", "toy_slow_b", "bicubic", "carn_m", "--lr", "16",
+            "--ref", "32", "--warmup", "0", "--repeat", "3", "--no-memory", "--threads", "1"]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    for command, out in ((launcher + ["-m", "bench", *argv], tmp_path / "ranks"),
+                         ([sys.executable, "-m", "bench", *argv], tmp_path / "single")):
+        done = subprocess.run([*command, "--out", str(out)], env=env, cwd=root, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    def rows(out: Path) -> list[str]:
+        return [line for line in (out / "cost.csv").read_text().splitlines() if ",latency_ms_" not in line]
+
+    ranks, single = tmp_path / "ranks", tmp_path / "single"
+    assert rows(ranks) == rows(single) and len(rows(single)) > 20
+    latency_rows = [line.split(",")[:3] for line in (ranks / "cost.csv").read_text().splitlines() if "latency" in line]
+    assert latency_rows == [line.split(",")[:3] for line in (single / "cost.csv").read_text().splitlines()
+                            if "latency" in line]
+
+    def sizes(out: Path) -> dict[str, Any]:
+        return {name: entry["sizes"] for name, entry in json.loads((out / "run.json").read_text())["methods"].items()}
+
+    measured = sizes(ranks)
+    # whole methods per rank, in the given order: 0, 1, 0, 1 (bench.distributed.balanced_split of equal weights);
+    # each rank starts with a slow toy, so without turns both would time at once
+    assert {name: [s["measured_on"]["rank"] for s in entry] for name, entry in measured.items()} == {
+        "toy_slow_a": [0], "toy_slow_b": [1], "bicubic": [0], "carn_m": [1]}
+    intervals = sorted(tuple(s["measured_on"]["timed_unix_s"]) for entry in measured.values() for s in entry)
+    assert all(s["measured_on"]["device"] == "cpu" for entry in measured.values() for s in entry)
+    assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(intervals)), intervals
+
+    def without_measurements(out: Path) -> dict[str, Any]:
+        manifest = json.loads((out / "run.json").read_text().replace(str(out), "OUT"))
+        for entry in manifest["methods"].values():
+            for size in entry["sizes"]:
+                for measured_value in ("measured_on", "trace_seconds", "latency"):
+                    size.pop(measured_value)
+        return manifest
+
+    assert without_measurements(ranks) == without_measurements(single)
+
+
+def test_committed_cost_csv_files_read_and_write_back_byte_identical(tmp_path: Path) -> None:
+    """The one cost.csv format (bench.cost_csv) reads every committed cost run and writes it back unchanged."""
+    from bench.cost_csv import read_cost_csv, write_cost_csv
+
+    committed = sorted((Path(__file__).resolve().parents[1] / "reports" / "results" / "cost").glob("*/cost.csv"))
+    assert committed
+    for path in committed:
+        write_cost_csv(tmp_path / "again.csv", read_cost_csv(path, "run"))
+        assert (tmp_path / "again.csv").read_bytes() == path.read_bytes(), path

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.cost_csv import COLUMNS as COST_COLUMNS
 from bench.gpu_specs import GPU_PEAKS
-from reports.collect import COST_COLUMNS, collect
+from reports.collect import collect
 from reports.paper_values import load_paper_values
 from reports.render import render_latex
 from reports.tables import REASON_NOT_RUN, REASON_UNKNOWN_PEAK, TableModel, build_all

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.cost import CostRow
+from bench.cost_csv import CostRow
 from bench.fixtures import PORT_FIXTURES
 from bench.gpu_check import (
     SIZES,

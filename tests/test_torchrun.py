@@ -183,5 +183,5 @@ def test_verbs_that_are_not_distributed_are_refused_under_torchrun(
     monkeypatch.setenv("RANK", "1")
     status, _, err = cli(capsys, "audit", "-m", "bicubic", "-d", "set5", "--data", tmp_path / "data",
                          "--presets", "sisr_std", "--out", tmp_path / "audit")
-    assert status == 2 and "only `refsr-bench run` is distributed under torchrun" in err
+    assert status == 2 and "only `refsr-bench run` and `cost` are distributed under torchrun" in err
     assert not (tmp_path / "audit").exists()
