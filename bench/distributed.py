@@ -152,7 +152,7 @@ def run(config: Any, ctx: Context) -> list[Record]:
                 run_id = rundir.run_id_of(resume.identity)
                 appender = RecordAppender(config.out_dir / "records.csv", work.spec.metrics, run_id)
                 absorb_parts(config.out_dir, appender)
-                runner._write_manifest(config, work, resume, run_id)
+                runner._write_run_json(config, work, resume, run_id)
                 pending = runner.pending_groups(config, work, appender.done)
                 pixels: dict[int, float] = {}
                 costs = [_group_cost(work, group, pixels) for group in pending]
