@@ -5,7 +5,7 @@ Launched by torchrun (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` set, ``WORLD_SIZE
 1. every rank validates the command (``runner.plan``); any rank's error stops all ranks before a write;
 2. rank 0 takes the run directory's lock for the whole job, checks the identity, folds part files left
    by an interrupted attempt into ``records.csv``, writes ``run.json`` and splits the remaining groups
-   (image x level x method) over the ranks by expected cost (HR pixels x references read; longest first,
+   (image x reference policy x method) over the ranks by expected cost (HR pixels x references read; longest first,
    each to the least loaded rank -- deterministic);
 3. each rank writes only ``parts/rank<R>.csv`` (the checksummed journal format of ``bench.records``) and
    ``parts/rank<R>.current`` (the group it is working on);

@@ -399,7 +399,7 @@ def _cli(argv: list[str]) -> int:
     return int(args.handler(args))
 
 
-def test_match_cli_writes_records_and_manifest(tmp_path: Path) -> None:
+def test_match_cli_writes_records_and_run_json(tmp_path: Path) -> None:
     root = _fake_sintel(tmp_path / "data", height=32, width=48)
     out = tmp_path / "out"
     argv = ["match", "-m", "zncc", "zncc_blurry", "-d", "sintel", "--data", str(root), "--scale", "4",
