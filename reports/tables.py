@@ -191,7 +191,7 @@ def empty_reason(column: ColumnSpec, row_key: str, spec: TableSpec, availability
 # looking values up
 
 
-def default_level(preset: str, dataset: str) -> str | None:
+def default_reference(preset: str, dataset: str) -> str | None:
     """The reference policy ``refsr-bench run`` uses for (preset, dataset) by default (``bench.runner``)."""
     spec = PRESETS.get(preset)
     if spec is None:
@@ -232,7 +232,7 @@ class Values:
             if reference is None:
                 # the preset's own default; a run's single reference policy only when the default cannot be known
                 # (never silently show, e.g., a level-1 number in a stitched-reference column)
-                wanted = default_level(candidate, column.dataset)
+                wanted = default_reference(candidate, column.dataset)
                 reference = wanted if wanted is not None else (next(iter(references)) if len(references) == 1 else None)
             elif reference == "*":
                 reference = sorted(references)[0]
@@ -437,7 +437,7 @@ def _run_sentence(
         spec = spec_from_run_json(spec_data)
         sentence = spec.sentence(dataset) if spec is not None else run_json.get("protocol_sentence")
         policies = run_json.get("reference_policies") or []
-        if sentence and policies and spec is not None and policies != [default_level(spec.name, dataset)]:
+        if sentence and policies and spec is not None and policies != [default_reference(spec.name, dataset)]:
             sentence += f" Reference policies run: {', '.join(str(p) for p in policies)}."
         if sentence:
             return f"{DATASET_NAMES.get(dataset, dataset)} ({run.label}): {sentence}"
@@ -822,7 +822,7 @@ def covered_runs(values: Values, specs: list[TableSpec]) -> set[RunKey]:
                 if preset is None:
                     continue
                 reference = (column.reference if column.reference not in (None, "*")
-                             else default_level(preset, column.dataset))
+                             else default_reference(preset, column.dataset))
                 covered.add((column.dataset, preset, method, reference or ""))
     return covered
 
@@ -838,7 +838,7 @@ def preset_quality_specs(values: Values, covered: set[RunKey]) -> list[TableSpec
         datasets: list[tuple[str, str | None, str | None]] = []
         for dataset in sorted({k[0] for k in mine}):
             references = sorted({k[3] for k in mine if k[0] == dataset})
-            if references == [default_level(preset, dataset)]:
+            if references == [default_reference(preset, dataset)]:
                 datasets.append((dataset, None, None))
             else:
                 datasets += [(dataset, reference, None) for reference in references]
