@@ -89,23 +89,41 @@ def test_schema_2_run_json_is_read_by_the_report() -> None:
     assert {r.dataset for r in results.records} == {"set14"}
 
 
+def _as_schema_2(folder: Path) -> None:
+    """Make a finished run folder what the previous version wrote: schema 2, "protocol", the v1 records header."""
+    run_json = json.loads((folder / "run.json").read_text())
+    run_json["schema"] = run_json["identity"]["schema"] = 2
+    run_json["protocol"] = run_json.pop("dataset")
+    (folder / "run.json").write_text(json.dumps(run_json, indent=2) + "\n")
+    v1_text = _with_header((folder / "records.csv").read_text(), V1_COLUMNS)
+    (folder / "records.csv").write_text(v1_text)
+    (folder / CHECKSUM_FILE).write_text(hashlib.sha256(v1_text.encode()).hexdigest() + "\n")
+
+
 def test_schema_2_run_folder_resumes_like_a_fresh_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = make_set5(tmp_path / "data")
     args = ("run", "-p", "set5:sisr_std", "-m", "bicubic", "--data", data)
     fresh, old = tmp_path / "fresh", tmp_path / "old"
     assert cli(capsys, *args, "--out", fresh)[0] == 0
-    # make `old` what the previous version wrote: schema 2, "protocol", the version-1 records header
     shutil.copytree(fresh, old)
-    run_json = json.loads((old / "run.json").read_text())
-    run_json["schema"] = run_json["identity"]["schema"] = 2
-    run_json["protocol"] = run_json.pop("dataset")
-    (old / "run.json").write_text(json.dumps(run_json, indent=2) + "\n")
-    v1_text = _with_header((old / "records.csv").read_text(), V1_COLUMNS)
-    (old / "records.csv").write_text(v1_text)
-    (old / CHECKSUM_FILE).write_text(hashlib.sha256(v1_text.encode()).hexdigest() + "\n")
+    _as_schema_2(old)
     code, out, err = cli(capsys, *args, "--out", old)
     assert code == 0 and "recomputing" not in out + err  # the v1 file was kept, not recomputed
     assert (old / "records.csv").read_bytes() == (fresh / "records.csv").read_bytes()
     resumed = json.loads((old / "run.json").read_text())
     assert resumed["schema"] == 3 and resumed["dataset"] == "set5" and "protocol" not in resumed
     assert resumed["run_id"] == json.loads((fresh / "run.json").read_text())["run_id"]
+
+
+def test_schema_2_shards_merge_like_current_ones(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = make_set5(tmp_path / "data")
+    args = ("run", "-p", "set5:sisr_std", "-m", "bicubic", "--data", data)
+    assert cli(capsys, *args, "--out", tmp_path / "fresh")[0] == 0
+    shards = [tmp_path / f"shard{i}" for i in range(2)]
+    for i, shard in enumerate(shards):
+        assert cli(capsys, *args, "--shard", f"{i}/2", "--out", shard)[0] == 0
+        _as_schema_2(shard)
+    assert cli(capsys, "merge", *shards, "--out", tmp_path / "merged")[0] == 0
+    assert (tmp_path / "merged" / "records.csv").read_bytes() == (tmp_path / "fresh" / "records.csv").read_bytes()
+    merged = json.loads((tmp_path / "merged" / "run.json").read_text())
+    assert merged["schema"] == 3 and [run_json_dataset(r) for r in merged["runs"]] == ["set5", "set5"]
