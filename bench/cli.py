@@ -65,11 +65,11 @@ def _print_means(records: list) -> None:
     if not records:
         return
     frame = pd.DataFrame([r.__dict__ for r in records])
-    table = frame.groupby(["protocol", "preset", "method", "level", "metric"])["value"].mean().unstack("metric")
+    table = frame.groupby(["dataset", "preset", "method", "reference", "metric"])["value"].mean().unstack("metric")
     print(table.to_string(float_format=lambda v: f"{v:.4f}"))
-    draws = frame[frame["level"].str.startswith("draw:")]
-    if draws["level"].nunique() > 1:  # protocols.md §5.2: mean ± std of the dataset mean over reference draws
-        per_draw = draws.groupby(["method", "metric", "level"])["value"].mean()
+    draws = frame[frame["reference"].str.startswith("draw:")]
+    if draws["reference"].nunique() > 1:  # protocols.md §5.2: mean ± std of the dataset mean over reference draws
+        per_draw = draws.groupby(["method", "metric", "reference"])["value"].mean()
         spread = per_draw.groupby(["method", "metric"]).agg(["mean", "std", "count"])
         print("over reference draws (mean ± sample std of the per-draw dataset means):")
         for (method, metric), row in spread.iterrows():
@@ -245,10 +245,10 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     run_parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     run_parser.add_argument(
         "--level",
-        help="CUFED5 reference level (1..5, all, or a stitching recipe); draws:K for K seeded reference draws "
-        "(Sun80, Manga109), reported as mean ± std",
+        help="reference policies to run (the records' reference column): CUFED5 levels 1..5 or all, a stitching "
+        "recipe, or draws:K for K seeded reference draws (Sun80, Manga109), reported as mean ± std",
     )
-    run_parser.add_argument("--ref-policy", help="override the preset's reference policy (e.g. self_lr)")
+    run_parser.add_argument("--ref-policy", help="one reference policy instead of the preset's (e.g. self_lr)")
     run_parser.add_argument("--shard", default="0/1", help="i/n: evaluate every n-th image from i")
     run_parser.add_argument(
         "--allow-random-weights", action="store_true", help="plumbing tests only; records are tagged"

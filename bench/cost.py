@@ -1,4 +1,4 @@
-"""Cost of one method at one (LR, Ref) size as ``cost.csv`` rows plus its run-manifest entry.
+"""Cost of one method at one (LR, Ref) size as ``cost.csv`` rows plus its run-run_json entry.
 
 Conventions and rules: ``protocols.md`` §7 and ``bench/flop_handlers.py``. Units: MACs (one fused
 multiply-add = 1), stored and printed as GMACs (G = 1e9); parameters as exact integers; times in ms.
@@ -37,10 +37,10 @@ GIGA = 1e9
 
 @dataclass
 class MethodCost:
-    """Rows and the run-manifest entry of one method at one (LR, Ref) size."""
+    """Rows and the run-run_json entry of one method at one (LR, Ref) size."""
 
     rows: list[CostRow]
-    manifest: dict[str, Any]
+    run_json: dict[str, Any]
 
 
 def _gmacs_row(base: dict[str, Any], convention: str, part: str, quantity: str, macs: int) -> CostRow:
@@ -50,7 +50,7 @@ def _gmacs_row(base: dict[str, Any], convention: str, part: str, quantity: str, 
 def _mac_rows(trace: TraceCost, parts: Mapping[str, str], base: dict[str, Any]) -> tuple[list[CostRow], dict[str, Any]]:
     """Rows: ``flops_t`` (total), ``macs`` per part and per operator bucket (``op:<bucket>``), ``flops_m``."""
     rows: list[CostRow] = []
-    manifest: dict[str, Any] = {}
+    run_json: dict[str, Any] = {}
     for convention, count in trace.counts.items():
         rows.append(_gmacs_row(base, convention, "total", "flops_t", count.total))
         rows += [_gmacs_row(base, convention, f"op:{op}", "macs", v) for op, v in count.by_operator.items()]
@@ -59,7 +59,7 @@ def _mac_rows(trace: TraceCost, parts: Mapping[str, str], base: dict[str, Any]) 
             rows.append(_gmacs_row(base, convention, role, "macs", count.module_total(canonical)))
             if role == "matching":
                 rows.append(_gmacs_row(base, convention, "matching", "flops_m", count.module_products(canonical)))
-        manifest[convention] = {
+        run_json[convention] = {
             "unsupported_ops": count.unsupported_ops,
             "ops_seen": {k: {"nodes": n, "count": c} for k, (n, c) in count.ops_seen.items()},
             "gmacs_by_module": {
@@ -68,7 +68,7 @@ def _mac_rows(trace: TraceCost, parts: Mapping[str, str], base: dict[str, Any]) 
                 if name.count(".") < 2 and value > 0
             },
         }
-    return rows, manifest
+    return rows, run_json
 
 
 def measure_method_size(
@@ -84,7 +84,7 @@ def measure_method_size(
     memory: bool,
     plugins: Sequence[str] = (),
 ) -> MethodCost:
-    """Cost of one built method at one size. ``method`` follows ``methods.base.Method``. The manifest's
+    """Cost of one built method at one size. ``method`` follows ``methods.base.Method``. The run_json's
     ``measured_on`` names the device and the wall-clock interval (Unix seconds) of the latency and memory
     measurements (None when neither ran)."""
     uses_ref = bool(method.info.needs_reference)
@@ -116,10 +116,10 @@ def measure_method_size(
     rows += [
         CostRow(part=role, quantity="params", value=n, unit="params", **base) for role, n in params.by_part.items()
     ]
-    mac_rows, mac_manifest = _mac_rows(trace, parts, base)
+    mac_rows, mac_run_json = _mac_rows(trace, parts, base)
     rows += mac_rows
 
-    manifest: dict[str, Any] = {
+    run_json: dict[str, Any] = {
         "method": method_name,
         "lr_hw": list(lr_hw),
         "ref_hw": list(ref_hw) if uses_ref else None,
@@ -131,7 +131,7 @@ def measure_method_size(
         "trace_seconds": round(trace_s, 3),
         "uncalled_modules": list(trace.uncalled_modules),
         "params_exact": asdict(params),
-        "conventions": mac_manifest,
+        "conventions": mac_run_json,
     }
 
     timed_from = time.time()
@@ -140,7 +140,7 @@ def measure_method_size(
             samples = time_forward(module, inputs, device, latency)
         stats = summarize_ms(samples)
         rows += [CostRow(part="total", quantity=k, value=v, unit="ms", **base) for k, v in stats.items()]
-        manifest["latency"] = {
+        run_json["latency"] = {
             "clock": "CUDA events" if device.startswith("cuda") else "CPU wall time (time.perf_counter)",
             "warmup": latency.warmup,
             "repeat": latency.repeat,
@@ -151,7 +151,7 @@ def measure_method_size(
         if device.startswith("cuda"):
             peak = gpu_peak_memory_mib(module, inputs)
             rows += [CostRow(part="total", quantity=k, value=v, unit="MiB", **base) for k, v in peak.items()]
-            manifest["memory"] = {"how": "torch.cuda.max_memory_allocated over one forward, reset before", **peak}
+            run_json["memory"] = {"how": "torch.cuda.max_memory_allocated over one forward, reset before", **peak}
         else:
             probe = cpu_peak_rss_delta(
                 method_name, scale=scale, lr_hw=lr_hw, ref_hw=ref_hw, threads=torch.get_num_threads(), plugins=plugins
@@ -161,8 +161,8 @@ def measure_method_size(
                     part="total", quantity="peak_rss_delta_mib", value=probe["peak_rss_delta_mib"], unit="MiB", **base
                 )
             )
-            manifest["memory"] = probe
-    manifest["measured_on"] = {
+            run_json["memory"] = probe
+    run_json["measured_on"] = {
         "device": device,
         "timed_unix_s": [round(timed_from, 6), round(time.time(), 6)] if latency is not None or memory else None,
     }
@@ -174,4 +174,4 @@ def measure_method_size(
     gc.collect()
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
-    return MethodCost(rows=rows, manifest=manifest)
+    return MethodCost(rows=rows, run_json=run_json)

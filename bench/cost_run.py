@@ -11,7 +11,7 @@ Under torchrun (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` set, ``WORLD_SIZE`` > 1
    GPU) take turns: rank order, a barrier between turns, so no two measurements on one device ever overlap.
    A turn covers the rank's whole share (tracing too: a trace running beside a timed forward on the same
    CPU would disturb the timing). Without latency and memory nothing is timed and all ranks run at once;
-3. rank 0 gathers the rows and manifest entries and writes the one run folder: the same content as the
+3. rank 0 gathers the rows and run_json entries and writes the one run folder: the same content as the
    single-process run of the same command, except the measured values (latency, trace seconds) and each
    size's ``measured_on`` (device, rank, host and the wall-clock interval of its timed part). Unlike the
    single process, which rewrites the folder after every method, nothing is written before all ranks finish.
@@ -64,8 +64,8 @@ class CostConfig:
 @dataclass(frozen=True)
 class CostResult:
     rows: tuple[CostRow, ...]
-    manifest: dict[str, Any]
-    failures: tuple[str, ...]  # methods with a size that raised (details in the manifest)
+    run_json: dict[str, Any]
+    failures: tuple[str, ...]  # methods with a size that raised (details in the run_json)
     written: tuple[Path, ...] = field(default=())
 
 
@@ -109,11 +109,11 @@ def summary_line(rows: Sequence[CostRow], method: str) -> str:
     return " | ".join(parts)
 
 
-def write_cost_run(out_dir: Path, rows: Sequence[CostRow], manifest: dict[str, Any]) -> None:
+def write_cost_run(out_dir: Path, rows: Sequence[CostRow], run_json: dict[str, Any]) -> None:
     """``cost.csv`` and ``run.json`` (sorted keys, indent 1), each written atomically."""
     write_cost_csv(out_dir / "cost.csv", rows)
     tmp = out_dir / "run.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str) + "\n")
+    tmp.write_text(json.dumps(run_json, indent=1, sort_keys=True, default=str) + "\n")
     tmp.replace(out_dir / "run.json")
 
 
@@ -132,7 +132,7 @@ def _check(config: CostConfig) -> None:
         raise UserError(f"unknown counting convention(s) {unknown}; valid: {', '.join(CONVENTIONS)}")
 
 
-def _manifest(config: CostConfig) -> dict[str, Any]:
+def _run_json(config: CostConfig) -> dict[str, Any]:
     latency = config.latency
     return {
         "command": list(config.command),
@@ -152,7 +152,7 @@ def _manifest(config: CostConfig) -> dict[str, Any]:
 
 @dataclass
 class _Share:
-    """What one process measured: rows, manifest entry per method, failed methods."""
+    """What one process measured: rows, run_json entry per method, failed methods."""
 
     rows: list[CostRow] = field(default_factory=list)
     entries: dict[str, Any] = field(default_factory=dict)
@@ -194,24 +194,24 @@ def _measure_one(config: CostConfig, name: str, device: str, share: _Share, wher
             print(f"{name} (LR {tuple(lr)}, Ref {tuple(ref)}): FAILED {type(error).__name__}: {error}",
                   file=sys.stderr, flush=True)
             continue
-        result.manifest["measured_on"].update(where)
+        result.run_json["measured_on"].update(where)
         share.rows += result.rows
-        entry["sizes"].append(result.manifest)
+        entry["sizes"].append(result.run_json)
         print(summary_line(result.rows, name), flush=True)
-        for convention, info in result.manifest["conventions"].items():
+        for convention, info in result.run_json["conventions"].items():
             if info["unsupported_ops"]:
                 listing = ", ".join(f"{k} x{v}" for k, v in info["unsupported_ops"].items())
                 print(f"    {convention}: unsupported ops counted as 0: {listing}", flush=True)
 
 
-def _finish(config: CostConfig, share: _Share, manifest: dict[str, Any], names: Sequence[str]) -> CostResult:
+def _finish(config: CostConfig, share: _Share, run_json: dict[str, Any], names: Sequence[str]) -> CostResult:
     """Write the run folder (rank 0 / the only process) and say what was written."""
-    manifest["methods"] = {name: share.entries[name] for name in names if name in share.entries}
-    write_cost_run(config.out_dir, share.rows, manifest)
+    run_json["methods"] = {name: share.entries[name] for name in names if name in share.entries}
+    write_cost_run(config.out_dir, share.rows, run_json)
     written = [config.out_dir / "cost.csv", config.out_dir / "run.json"]
     if config.sweep_plot and share.rows:
-        written += _sweep_plot(share.rows, config.out_dir, manifest["environment"])
-    return CostResult(tuple(share.rows), manifest, tuple(sorted(set(share.failures))), tuple(written))
+        written += _sweep_plot(share.rows, config.out_dir, run_json["environment"])
+    return CostResult(tuple(share.rows), run_json, tuple(sorted(set(share.failures))), tuple(written))
 
 
 def _sweep_plot(rows: Sequence[CostRow], out_dir: Path, env: dict[str, Any]) -> list[Path]:
@@ -237,7 +237,7 @@ def measure_costs(config: CostConfig) -> CostResult:
     if ctx.world_size > 1:
         return _measure_distributed(config, names, ctx)
     config.out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = _manifest(config)
+    run_json = _run_json(config)
     share = _Share()
     where = {"rank": 0, "host": platform.node()}
     progress = tqdm(names, desc="cost", unit="method", file=sys.stderr, mininterval=1.0,
@@ -245,10 +245,10 @@ def measure_costs(config: CostConfig) -> CostResult:
     for name in progress:
         progress.set_postfix_str(name)
         _measure_one(config, name, config.device, share, where)
-        manifest["methods"] = dict(share.entries)
-        write_cost_run(config.out_dir, share.rows, manifest)  # after every method: a stopped run keeps its results
+        run_json["methods"] = dict(share.entries)
+        write_cost_run(config.out_dir, share.rows, run_json)  # after every method: a stopped run keeps its results
     progress.close()
-    return _finish(config, share, manifest, names)
+    return _finish(config, share, run_json, names)
 
 
 def _measure_distributed(config: CostConfig, names: Sequence[str], ctx: distributed.Context) -> CostResult:
@@ -295,7 +295,7 @@ def _measure_distributed(config: CostConfig, names: Sequence[str], ctx: distribu
             merged.failures += part.failures
         if ctx.rank != 0:
             return CostResult((), {}, tuple(sorted(set(merged.failures))))
-        return _finish(config, merged, _manifest(config), names)
+        return _finish(config, merged, _run_json(config), names)
     finally:
         dist.destroy_process_group()
 

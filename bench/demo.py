@@ -152,7 +152,7 @@ def centre_crop_pair(pair: CorrespondencePair, side_px: int) -> CorrespondencePa
 
 
 def _matching_pairs(dataset: str, settings: DemoSettings) -> tuple[str, list[CorrespondencePair]]:
-    """(level name, the first pair of the set, cropped in the quick form)."""
+    """(reference name (the crop), the first pair of the set, cropped in the quick form)."""
     pair = (demo_stereo_pairs() if dataset == "demo_stereo" else demo_homography_pairs())[0]
     if settings.match_crop_px is None:
         return "whole", [pair]
@@ -162,12 +162,12 @@ def _matching_pairs(dataset: str, settings: DemoSettings) -> tuple[str, list[Cor
 
 def run_matching(matchers: list[str], out_root: Path, settings: DemoSettings) -> list[Path]:
     """Matching accuracy of ``matchers`` on one pair per demo set; one run folder per set (records.csv, run.json,
-    match_images/<method>/<level>/<pair>.png). Returns the run folders."""
+    match_images/<method>/<reference>/<pair>.png). Returns the run folders."""
     from tqdm import tqdm
 
     from bench.match_pictures import RecordingMatcher, save_match_picture
     from bench.provenance import environment
-    from bench.records import Record, write_records
+    from bench.records import RUN_JSON_SCHEMA, Record, write_records
     from protocols.matching import MatchingItem, MatchingOptions, accuracy_rows, evaluate_item
 
     options = MatchingOptions(scale=DEMO_SCALE, search_radius_px=settings.match_radius_px)
@@ -175,7 +175,7 @@ def run_matching(matchers: list[str], out_root: Path, settings: DemoSettings) ->
     total = sum(len(pairs) for _, _, pairs in plans) * len(matchers)
     folders = []
     with tqdm(total=total, desc="matching", unit="pair") as progress:
-        for dataset, level, pairs in plans:
+        for dataset, reference, pairs in plans:
             folder = out_root / f"matching_{dataset}"
             run_id = f"demo-match-{settings.name}-{dataset}"
             records: list[Record] = []
@@ -193,25 +193,25 @@ def run_matching(matchers: list[str], out_root: Path, settings: DemoSettings) ->
                     frames.append(evaluate_item(recorder, item, options))
                     timings[f"{name}/{pair.name}"] = round(time.perf_counter() - started, 3)
                     if recorder.last_ref_yx is not None:
-                        save_match_picture(folder / "match_images" / name / level / f"{pair.name}.png", item,
+                        save_match_picture(folder / "match_images" / name / reference / f"{pair.name}.png", item,
                                            recorder.last_ref_yx, DEMO_SCALE)
                     progress.update(1)
-                records += [Record(run_id, dataset, options.preset_id(), name, level, image, metric, float(value))
+                records += [Record(run_id, dataset, options.preset_id(), name, reference, image, metric, float(value))
                             for image, metric, value in accuracy_rows(frames)]
             folder.mkdir(parents=True, exist_ok=True)
             write_records(folder / "records.csv", records)
             crop = ("whole pair" if settings.match_crop_px is None else
                     f"the centre {settings.match_crop_px}×{settings.match_crop_px} HR window of input and reference")
-            manifest = {
-                "run_id": run_id, "verb": "demo match", "protocol": dataset,
+            run_json = {
+                "schema": RUN_JSON_SCHEMA, "run_id": run_id, "verb": "demo match", "dataset": dataset,
                 "protocol_spec": {"name": options.preset_id(), "kind": "matching",
                                   "matching_options": options.to_dict()},
                 "protocol_sentence": f"{options.sentence()} Demo ({settings.name}): first pair, {crop}.",
-                "methods": {name: {} for name in matchers}, "pairs": [p.name for p in pairs], "level": level,
+                "methods": {name: {} for name in matchers}, "pairs": [p.name for p in pairs], "reference": reference,
                 "timings_s": timings,
                 "environment": environment("cpu"),
             }
-            (folder / "run.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+            (folder / "run.json").write_text(json.dumps(run_json, indent=2, default=str) + "\n")
             folders.append(folder)
     return folders
 
@@ -253,7 +253,7 @@ def run_cost(networks: tuple[tuple[str, int], ...], out_dir: Path, settings: Dem
     rows: list[Any] = []
     per_method: dict[str, Any] = {}
     failed: list[str] = []
-    manifest: dict[str, Any] = {
+    run_json: dict[str, Any] = {
         "command": ["refsr-bench", "demo"] + (["--full"] if settings.name == "full" else []),
         "environment": environment("cpu", timing=True),
         "settings": {"lr_hw": list(lr_hw), "ref_sizes": [list(ref_hw)], "scale": DEMO_SCALE,
@@ -286,9 +286,9 @@ def run_cost(networks: tuple[tuple[str, int], ...], out_dir: Path, settings: Dem
                 continue
             measured[signature] = (name, result.rows)
             rows += result.rows
-            per_method[name] = {"sizes": [result.manifest]}
-    manifest["environment"]["torch_threads"] = torch.get_num_threads()
-    write_cost_run(out_dir, rows, manifest)
+            per_method[name] = {"sizes": [result.run_json]}
+    run_json["environment"]["torch_threads"] = torch.get_num_threads()
+    write_cost_run(out_dir, rows, run_json)
     return failed
 
 

@@ -5,7 +5,7 @@ Launched by torchrun (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` set, ``WORLD_SIZE
 1. every rank validates the command (``runner.plan``); any rank's error stops all ranks before a write;
 2. rank 0 takes the run directory's lock for the whole job, checks the identity, folds part files left
    by an interrupted attempt into ``records.csv``, writes ``run.json`` and splits the remaining groups
-   (image x level x method) over the ranks by expected cost (HR pixels x references read; longest first,
+   (image x reference policy x method) over the ranks by expected cost (HR pixels x references read; longest first,
    each to the least loaded rank -- deterministic);
 3. each rank writes only ``parts/rank<R>.csv`` (the checksummed journal format of ``bench.records``) and
    ``parts/rank<R>.current`` (the group it is working on);
@@ -152,7 +152,7 @@ def run(config: Any, ctx: Context) -> list[Record]:
                 run_id = rundir.run_id_of(resume.identity)
                 appender = RecordAppender(config.out_dir / "records.csv", work.spec.metrics, run_id)
                 absorb_parts(config.out_dir, appender)
-                runner._write_manifest(config, work, resume, run_id)
+                runner._write_run_json(config, work, resume, run_id)
                 pending = runner.pending_groups(config, work, appender.done)
                 pixels: dict[int, float] = {}
                 costs = [_group_cost(work, group, pixels) for group in pending]

@@ -1,8 +1,8 @@
 """Regression gates: compare a run with committed golden values and fail on drift.
 
 Golden files (CSV, ``reports/golden/*.csv``) hold one expected value per key
-(method, protocol, preset, level, image, metric) -- ``image`` is ``MEAN`` for the dataset mean -- with a
-tolerance and a rule:
+(method, dataset, preset, reference, image, metric) -- ``reference`` is the records' reference policy,
+``image`` is ``MEAN`` for the dataset mean -- with a tolerance and a rule:
 - ``two_sided``: |got - expected| <= atol (quality: an unexpected improvement is drift too);
 - ``exact``: got == expected (parameter and MAC counts);
 - ``relative_increase``: got <= expected * (1 + atol), checked only when the device matches (latency).
@@ -10,6 +10,8 @@ Any other rule name is an error. ``gate`` fails (exit 1) when no golden key appl
 ``--allow-empty``), on a missing key, and on an image in the run that the golden file lists no row for
 in a group it lists image by image.
 Paper values are never gated. ``refsr-bench accept DIR`` writes golden rows from a run, on request only.
+Version-1 golden files (the committed ones) name the dataset and reference columns ``protocol`` and ``level``;
+they are read unchanged. ``accept`` always writes the current header.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ from protocols.core import UserError
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "reports" / "golden"
 GOLDEN_COLUMNS = (
     "method",
-    "protocol",
+    "dataset",
     "preset",
-    "level",
+    "reference",
     "image",
     "metric",
     "expected",
@@ -38,6 +40,8 @@ GOLDEN_COLUMNS = (
     "device",
     "source_run",
 )
+V1_NAMES = {"protocol": "dataset", "level": "reference"}  # version-1 header name -> current name
+GOLDEN_V1_COLUMNS = tuple(next((old for old, new in V1_NAMES.items() if new == c), c) for c in GOLDEN_COLUMNS)
 DEFAULT_ATOL = {"psnr": 0.005, "ssim": 5e-5, "lpips": 1e-4, "acc": 1e-6, "n_positions": 0.0}
 Key = tuple[str, str, str, str, str, str]
 
@@ -68,15 +72,15 @@ class Verdict:
 
 
 def run_values(records: list[Record]) -> dict[Key, float]:
-    """Per-image values and per-(method, protocol, preset, level, metric) means of a run."""
+    """Per-image values and per-(method, dataset, preset, reference, metric) means of a run."""
     values: dict[Key, float] = {}
     groups: dict[tuple[str, ...], list[float]] = defaultdict(list)
     for r in records:
-        values[(r.method, r.protocol, r.preset, r.level, r.image, r.metric)] = r.value
+        values[(r.method, r.dataset, r.preset, r.reference, r.image, r.metric)] = r.value
         if r.image != "ALL":
-            groups[(r.method, r.protocol, r.preset, r.level, r.metric)].append(r.value)
-    for (method, protocol, preset, level, metric), group in groups.items():
-        values[(method, protocol, preset, level, "MEAN", metric)] = sum(group) / len(group)
+            groups[(r.method, r.dataset, r.preset, r.reference, r.metric)].append(r.value)
+    for (method, dataset, preset, reference, metric), group in groups.items():
+        values[(method, dataset, preset, reference, "MEAN", metric)] = sum(group) / len(group)
     return values
 
 
@@ -90,32 +94,41 @@ def _golden_float(path: Path, line: int, column: str, text: str) -> float:
         raise UserError(f"{path}:{line}: {column} {text!r} is not a number") from None
 
 
+def _golden_dicts(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """(line, row) of a golden file with current column names, whichever header version it has; a bad header
+    or a short row is a UserError naming the line."""
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) not in (GOLDEN_COLUMNS, GOLDEN_V1_COLUMNS):
+            raise UserError(f"{path}: expected columns {','.join(GOLDEN_COLUMNS)}")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            if None in row or any(v is None for v in row.values()):
+                raise UserError(f"{path}:{line}: expected {len(GOLDEN_COLUMNS)} columns")
+            rows.append((line, {V1_NAMES.get(name, name): value for name, value in row.items()}))
+    return rows
+
+
 def read_golden(paths: list[Path]) -> list[GoldenRow]:
     """Golden rows of the given files; a bad header, value or rule name is a UserError naming the line."""
     rows = []
     for path in paths:
         if not path.is_file():
             raise UserError(f"golden file not found: {path}")
-        with open(path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            if tuple(reader.fieldnames or ()) != GOLDEN_COLUMNS:
-                raise UserError(f"{path}: expected columns {','.join(GOLDEN_COLUMNS)}")
-            for line, row in enumerate(reader, start=2):
-                if None in row or any(v is None for v in row.values()):
-                    raise UserError(f"{path}:{line}: expected {len(GOLDEN_COLUMNS)} columns")
-                if row["rule"] not in RULES:
-                    raise UserError(f"{path}:{line}: unknown rule {row['rule']!r}; valid: {', '.join(RULES)}")
-                key: Key = (row["method"], row["protocol"], row["preset"], row["level"], row["image"], row["metric"])
-                rows.append(
-                    GoldenRow(
-                        key,
-                        _golden_float(path, line, "expected", row["expected"]),
-                        _golden_float(path, line, "atol", row["atol"]),
-                        row["rule"],
-                        row["device"],
-                        row["source_run"],
-                    )
+        for line, row in _golden_dicts(path):
+            if row["rule"] not in RULES:
+                raise UserError(f"{path}:{line}: unknown rule {row['rule']!r}; valid: {', '.join(RULES)}")
+            key: Key = (row["method"], row["dataset"], row["preset"], row["reference"], row["image"], row["metric"])
+            rows.append(
+                GoldenRow(
+                    key,
+                    _golden_float(path, line, "expected", row["expected"]),
+                    _golden_float(path, line, "atol", row["atol"]),
+                    row["rule"],
+                    row["device"],
+                    row["source_run"],
                 )
+            )
     return rows
 
 
@@ -130,9 +143,9 @@ def _passes(row: GoldenRow, got: float) -> bool:
 
 
 def gate(records: list[Record], golden: list[GoldenRow], device: str = "") -> list[Verdict]:
-    """Check every golden key that belongs to a (protocol, preset) present in the run."""
+    """Check every golden key that belongs to a (dataset, preset) present in the run."""
     values = run_values(records)
-    scope = {(r.protocol, r.preset) for r in records}
+    scope = {(r.dataset, r.preset) for r in records}
     verdicts = []
     golden_keys = set()
     for row in golden:
@@ -179,15 +192,15 @@ def golden_rows_from_run(records: list[Record], run_id: str) -> list[dict[str, s
 
 
 def accept(run_dir: Path, golden_file: Path) -> int:
-    """Replace the golden rows of the run's (protocol, preset) pairs with the run's values."""
+    """Replace the golden rows of the run's (dataset, preset) pairs with the run's values (the file is rewritten
+    with the current header)."""
     records = [r for r in read_records(run_dir / "records.csv") if "[random-weights]" not in r.method]
     if not records:
         raise UserError(f"no records (with real weights) in {run_dir / 'records.csv'}")
-    scope = {(r.protocol, r.preset) for r in records}
+    scope = {(r.dataset, r.preset) for r in records}
     kept: list[dict[str, str]] = []
     if golden_file.is_file():
-        with open(golden_file, newline="") as handle:
-            kept = [row for row in csv.DictReader(handle) if (row["protocol"], row["preset"]) not in scope]
+        kept = [row for _, row in _golden_dicts(golden_file) if (row["dataset"], row["preset"]) not in scope]
     new_rows = golden_rows_from_run(records, records[0].run_id)
     golden_file.parent.mkdir(parents=True, exist_ok=True)
     with open(golden_file, "w", newline="") as handle:
@@ -227,7 +240,8 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 
 
 def verdicts_json(verdicts: list[Verdict]) -> str:
-    """The verdicts as a JSON list of {method, protocol, preset, level, image, metric, expected, got, atol, verdict}."""
+    """The verdicts as a JSON list of {method, dataset, preset, reference, image, metric, expected, got, atol,
+    verdict}."""
     import json
 
     def number(value: float | None) -> float | None:

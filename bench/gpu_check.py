@@ -388,9 +388,9 @@ def measure_networks(names: Sequence[str], shapes: Sequence[Shape], device: str,
     from methods.registry import create
 
     rows: list[CostRow] = []
-    manifest: dict[str, Any] = {}
+    run_json: dict[str, Any] = {}
     measured: dict[tuple[Any, ...], str] = {}
-    networks, architectures = plan_networks(names, manifest)
+    networks, architectures = plan_networks(names, run_json)
     # shape-major: the MASA Table 2 size of every network before any stitched-reference cell
     cells = [(name, shape) for shape in shapes for name in networks]
     to_measure = architectures * len(shapes)  # cells that will run a network (twins are copied, not timed)
@@ -398,7 +398,7 @@ def measure_networks(names: Sequence[str], shapes: Sequence[Shape], device: str,
     for name, shape in progress:
         progress.set_postfix_str(f"{name} {shape.name}")
         entry: dict[str, Any] = {"shape": shape.name, "lr_hw": list(shape.lr_hw), "ref_hw": list(shape.ref_hw)}
-        manifest.setdefault(name, []).append(entry)
+        run_json.setdefault(name, []).append(entry)
         if budget.left_s() <= 0:
             entry["skipped"] = "budget spent before this cell (rerun with -m for the rest)"
             continue
@@ -437,7 +437,7 @@ def measure_networks(names: Sequence[str], shapes: Sequence[Shape], device: str,
             base: dict[str, Any] = {"method": name, "lr_hw": nominal, "ref_hw": cost.rows[0].ref_hw,
                                     "device": device.split(":")[0]}
             cell_rows = [replace(r, lr_hw=nominal) for r in cost.rows]
-            entry["macs"] = {k: v for k, v in cost.manifest.items() if k in ("params_exact", "trace_seconds",
+            entry["macs"] = {k: v for k, v in cost.run_json.items() if k in ("params_exact", "trace_seconds",
                                                                               "input_shapes", "uncalled_modules")}
             precisions: list[str | None] = [None] + ([autocast] if autocast else [])
             cap_s = budget.share_s(to_measure) / len(precisions) * 0.6  # the rest: trace, warm-up, memory
@@ -482,13 +482,13 @@ def measure_networks(names: Sequence[str], shapes: Sequence[Shape], device: str,
         finally:
             _free(device)
     progress.close()
-    return rows, manifest
+    return rows, run_json
 
 
-def plan_networks(names: Sequence[str], manifest: dict[str, Any]) -> tuple[list[str], int]:
+def plan_networks(names: Sequence[str], run_json: dict[str, Any]) -> tuple[list[str], int]:
     """The names that are networks (a cost graph and parameters; built once on the CPU to find out) and the
     number of distinct architectures among them (GAN/rec twins count once), for the budget. Others are
-    recorded in ``manifest`` as skipped."""
+    recorded in ``run_json`` as skipped."""
     from methods.registry import create
 
     networks: list[str] = []
@@ -497,12 +497,12 @@ def plan_networks(names: Sequence[str], manifest: dict[str, Any]) -> tuple[list[
         try:
             method = create(name, scale=4, device="cpu")
         except UserError as error:
-            manifest[name] = [{"skipped": f"factory: {error}"}]
+            run_json[name] = [{"skipped": f"factory: {error}"}]
             continue
         module = getattr(method, "module", None)
         has_params = not isinstance(module, torch.nn.Module) or any(p.numel() for p in module.parameters())
         if not hasattr(method, "cost_graph") or not has_params:
-            manifest[name] = [{"skipped": "not a network (no cost graph or no parameters)"}]
+            run_json[name] = [{"skipped": "not a network (no cost graph or no parameters)"}]
             continue
         networks.append(name)
         architectures.add((type(module).__name__, tuple((k, tuple(v.shape)) for k, v in module.state_dict().items()))
@@ -644,7 +644,7 @@ def run_gpu_check(args: argparse.Namespace) -> int:
     summary = []
     for shape in SIZES[args.sizes]:
         summary += summary_table(cost_rows, check_rows, str(env["device_name"]), shape, autocast) + [""]
-    manifest = {
+    run_json = {
         "command": ["refsr-bench", *sys.argv[1:]] if sys.argv else [],
         "environment": env,
         "settings": {"sizes": args.sizes, "shapes": [s.__dict__ for s in SIZES[args.sizes]], "warmup": warmup,
@@ -656,7 +656,7 @@ def run_gpu_check(args: argparse.Namespace) -> int:
         "methods": networks,
         "log": lines,
     }
-    (out / "run.json").write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str) + "\n")
+    (out / "run.json").write_text(json.dumps(run_json, indent=1, sort_keys=True, default=str) + "\n")
     (out / "summary.md").write_text("\n".join(summary) + "\n")
     print("\n".join(summary))
     print(f"wrote {out}/cost.csv, checks.csv, run.json, summary.md in {steps['total_s']:.0f} s; commit the folder as "

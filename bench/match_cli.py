@@ -2,11 +2,11 @@
 
     refsr-bench match -m zncc zncc_blurry -d sintel --data ROOT --pass clean final --out DIR
 
-writes ``DIR/records.csv`` (bench.records format; protocol = dataset, preset = ``ccnet2017`` or the
-changed options, level = Sintel pass or HCI view pair, image = frame name, ``ALL`` (pooled over
+writes ``DIR/records.csv`` (bench.records format; dataset = the dataset, preset = ``ccnet2017`` or the
+changed options, reference = Sintel pass or HCI view pair, image = frame name, ``ALL`` (pooled over
 positions) or ``MEAN`` (mean over frames)), ``DIR/run.json`` (options, method parameters, data,
 timings, environment) and ``DIR/table.md`` (the pooled Table-2 view). Running again into the same DIR
-replaces the rows of the same protocol/preset/method/level and keeps the others.
+replaces the rows of the same dataset/preset/method/reference and keeps the others.
 
 Dataset roots: ``--data ROOT`` or ``$REFSR_DATA``. Sintel is looked up as ROOT/MPI-Sintel, then
 ROOT/MPI-Sintel_subset (the shared subset), then ROOT itself (a folder holding ``training/``); HCI as
@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from bench.records import Record, read_records, write_records
+from bench.records import RUN_JSON_SCHEMA, Record, read_records, write_records
 from protocols.core import UserError
 from protocols.datasets import get_dataset, matching_datasets
 from protocols.matching import (
@@ -67,7 +67,7 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
                         "(or one a --plugin file registers)")
     parser.add_argument("--data", help="dataset root (default: $REFSR_DATA)")
     parser.add_argument("--pass", dest="passes", nargs="+", choices=("clean", "final"), default=["clean"],
-                        help="render pass(es) of datasets that have them (Sintel); each becomes a level")
+                        help="render pass(es) of datasets that have them (Sintel); each becomes a reference policy")
     parser.add_argument("--scale", type=int, default=8, choices=SUPPORTED_SCALES)
     parser.add_argument("--norm", choices=("l2", "linf"), default="l2")
     parser.add_argument("--gt-rounding", choices=("nearest", "none"), default="nearest")
@@ -179,7 +179,7 @@ def run_match(args: argparse.Namespace) -> int:
 
     records: list[Record] = []
     timings: dict[str, dict[str, Any]] = {}
-    level_meta: dict[str, Any] = {}
+    reference_meta: dict[str, Any] = {}
     for options, dataset, entries in plans:
         per_method: dict[str, list[FrameAccuracy]] = {name: [] for name in names}
         for entry in entries:
@@ -199,7 +199,7 @@ def run_match(args: argparse.Namespace) -> int:
             for image, metric, value in accuracy_rows(frames):
                 records.append(Record(run_id, dataset.name, options.preset_id(), name, dataset.level, image,
                                       metric, float(value)))
-        level_meta[dataset.level] = {"options": options.to_dict(), "frames": list(entries),
+        reference_meta[dataset.level] = {"options": options.to_dict(), "frames": list(entries),
                                      "dataset": _json_ready(dataset.meta)}
     for timing in timings.values():
         for kind in ("s", "cpu_s"):
@@ -208,10 +208,11 @@ def run_match(args: argparse.Namespace) -> int:
             timing[f"mean_per_frame_{kind}"] = round(sum(values) / len(values), 3) if values else None
 
     out = Path(args.out)
-    replaced = {(r.protocol, r.preset, r.method, r.level) for r in records}
-    kept = [r for r in read_records(out / "records.csv") if (r.protocol, r.preset, r.method, r.level) not in replaced]
+    replaced = {(r.dataset, r.preset, r.method, r.reference) for r in records}
+    kept = [r for r in read_records(out / "records.csv")
+            if (r.dataset, r.preset, r.method, r.reference) not in replaced]
     write_records(out / "records.csv", kept + records)
-    _write_manifest(out / "run.json", run_id, args, names, methods, level_meta, timings, data_root,
+    _write_run_json(out / "run.json", run_id, args, names, methods, reference_meta, timings, data_root,
                     plans[0][0].sentence())
     table = table_markdown(kept + records)
     (out / "table.md").write_text(table)
@@ -220,8 +221,8 @@ def run_match(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_manifest(path: Path, run_id: str, args: argparse.Namespace, names: list[str], methods: Mapping[str, Any],
-                    level_meta: dict[str, Any], timings: dict[str, Any], data_root: Path | None,
+def _write_run_json(path: Path, run_id: str, args: argparse.Namespace, names: list[str], methods: Mapping[str, Any],
+                    reference_meta: dict[str, Any], timings: dict[str, Any], data_root: Path | None,
                     sentence: str) -> None:
     try:
         from bench.provenance import environment
@@ -230,18 +231,18 @@ def _write_manifest(path: Path, run_id: str, args: argparse.Namespace, names: li
     except ImportError:  # the provenance helper is optional for this verb
         env = {"torch": torch.__version__}
     env["torch_threads"] = torch.get_num_threads()
-    first_options = next(iter(level_meta.values()))["options"]
+    first_options = next(iter(reference_meta.values()))["options"]
     run = {
+        "schema": RUN_JSON_SCHEMA,
         "run_id": run_id,
         "verb": "match",
-        # Read by the report: which protocol/preset these records belong to and the sentence stating it.
-        "protocol": args.dataset,
+        # Read by the report: which dataset/preset these records belong to and the sentence stating it.
         "protocol_spec": {"name": first_options["preset"], "kind": "matching", "matching_options": first_options},
         "protocol_sentence": sentence,
         "arguments": _json_ready({k: v for k, v in vars(args).items() if k != "handler"}),
         "dataset": args.dataset,
         "data_root": str(data_root) if data_root else None,
-        "levels": level_meta,
+        "references": reference_meta,
         "methods": {name: _json_ready(asdict(methods[name].info)) for name in names},
         "timings": timings,
         "timing_note": "per frame: wall time (time.perf_counter) and process CPU time (time.process_time) of LR "
@@ -260,24 +261,24 @@ def _write_manifest(path: Path, run_id: str, args: argparse.Namespace, names: li
 
 
 def table_markdown(records: list[Record]) -> str:
-    """The pooled (``ALL``) accuracy curve t = 0..7 px as a markdown table, one row per dataset/level/method.
+    """The pooled (``ALL``) accuracy curve t = 0..7 px as a markdown table, one row per dataset/reference/method.
 
     CC-Net Table 2 prints the columns 0, 1, 2, 4, 5, 6 (marked *); 3 and 7 complete Fig. 3's curve.
     """
     pooled: dict[tuple[str, str, str, str], dict[str, float]] = {}
     for record in records:
         if record.image == "ALL":
-            key = (record.protocol, record.preset, record.level, record.method)
+            key = (record.dataset, record.preset, record.reference, record.method)
             pooled.setdefault(key, {})[record.metric] = record.value
     marks = ["*" if t in TABLE2_THRESHOLDS_PX else "" for t in THRESHOLDS_PX]
-    header = "| dataset | preset | level | method | " + " | ".join(
+    header = "| dataset | preset | reference | method | " + " | ".join(
         f"≤{t}px{mark}" for t, mark in zip(THRESHOLDS_PX, marks, strict=True)
     )
     header += " | positions |\n|" + "---|" * (len(THRESHOLDS_PX) + 5) + "\n"
     lines = []
-    for (protocol, preset, level, method), values in sorted(pooled.items()):
+    for (dataset, preset, reference, method), values in sorted(pooled.items()):
         cells = [f"{100 * values.get(metric_name(t), float('nan')):.1f}%" for t in THRESHOLDS_PX]
         cells.append(str(int(values.get("n_positions", 0))))
-        lines.append(f"| {protocol} | {preset} | {level} | {method} | " + " | ".join(cells) + " |")
+        lines.append(f"| {dataset} | {preset} | {reference} | {method} | " + " | ".join(cells) + " |")
     note = "\n(*) columns printed in CC-Net Table 2. Accuracy pooled over all evaluated positions (image ALL).\n"
     return header + "\n".join(lines) + "\n" + note

@@ -1,11 +1,18 @@
 """Per-image records: the one file format every run writes and every report reads.
 
-``records.csv`` columns, in this order: ``run_id,protocol,preset,method,level,image,metric,value``;
-values with 6 decimals (``inf`` for identical images); rows sorted by (protocol, preset, method, level,
+``records.csv`` columns, in this order: ``run_id,dataset,preset,method,reference,image,metric,value``
+(``dataset``: the dataset name; ``preset``: the preset (``ProtocolSpec``) name; ``reference``: the reference
+policy, e.g. ``none``, ``self_lr``, ``level:3``, ``draw:0``, ``stitch5_masa``, a Sintel pass or ``pair``);
+values with 6 decimals (``inf`` for identical images); rows sorted by (dataset, preset, method, reference,
 image, metric) when a run finishes.
 
+Format versions: version 1 files (the committed results) name the second and fifth columns ``protocol`` and
+``level``; they are read unchanged, into the same fields. Every file written now has the version-2 header.
+``run.json`` carries ``schema`` (``RUN_JSON_SCHEMA``); before schema 3 its dataset key was ``protocol``
+(``run_json_dataset`` reads both).
+
 While a run is going, ``records.csv`` is a journal: after the header comes the line ``#journal``, then
-one group (one image of one method at one level) at a time, each group's rows followed by an end line
+one group (one image of one method under one reference policy) at a time, each group's rows followed by an end line
 ``#end,<row count>,<sha256 of the group's rows, 16 hex digits>``. A group without a valid end line (a
 killed write, a torn value such as ``0.583608`` cut to ``0.58``) is dropped and recomputed on resume. When
 the run finishes the file is rewritten (atomically) in the fixed sorted format above, and the sha256 of
@@ -23,10 +30,13 @@ import os
 from collections.abc import Iterable
 from dataclasses import astuple, dataclass
 from pathlib import Path
+from typing import Any
 
 from protocols.core import UserError
 
-COLUMNS = ("run_id", "protocol", "preset", "method", "level", "image", "metric", "value")
+COLUMNS = ("run_id", "dataset", "preset", "method", "reference", "image", "metric", "value")
+V1_COLUMNS = ("run_id", "protocol", "preset", "method", "level", "image", "metric", "value")  # read only
+RUN_JSON_SCHEMA = 3  # run.json format; 2 and earlier wrote the dataset under "protocol"
 JOURNAL_LINE = "#journal"
 END_PREFIX = "#end,"
 CHECKSUM_FILE = "records.sha256"
@@ -35,20 +45,25 @@ CHECKSUM_FILE = "records.sha256"
 @dataclass(frozen=True, order=True)
 class Record:
     run_id: str
-    protocol: str
+    dataset: str
     preset: str
     method: str
-    level: str
+    reference: str  # the reference policy (``none``, ``self_lr``, ``level:3``, ``draw:0``, a Sintel pass ...)
     image: str
     metric: str
     value: float
 
     def sort_key(self) -> tuple[str, ...]:
-        return (self.protocol, self.preset, self.method, self.level, self.image, self.metric)
+        return (self.dataset, self.preset, self.method, self.reference, self.image, self.metric)
 
     def group(self) -> tuple[str, str, str, str, str]:
-        """The unit of work: one image of one method under one protocol/preset/level."""
-        return (self.protocol, self.preset, self.method, self.level, self.image)
+        """The unit of work: one image of one method under one dataset/preset/reference policy."""
+        return (self.dataset, self.preset, self.method, self.reference, self.image)
+
+
+def run_json_dataset(run_json: dict[str, Any]) -> str:
+    """The dataset a run.json describes: ``dataset`` from schema 3 on, ``protocol`` before."""
+    return str(run_json.get("dataset", run_json.get("protocol", "")))
 
 
 def format_value(value: float) -> str:
@@ -93,7 +108,8 @@ def _split_lines(path: Path) -> list[str]:
 
 
 def _check_header(path: Path, header: str) -> None:
-    if tuple(next(csv.reader([header]), [])) != COLUMNS:
+    """Accept the current header and the version-1 one (same columns, same order, older names)."""
+    if tuple(next(csv.reader([header]), [])) not in (COLUMNS, V1_COLUMNS):
         raise UserError(f"{path}: unexpected header {header[:80]!r}; expected {','.join(COLUMNS)}")
 
 
@@ -161,7 +177,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def records_text(records: Iterable[Record]) -> str:
-    """The fixed final format: header and rows sorted by (protocol, preset, method, level, image, metric)."""
+    """The fixed final format: header and rows sorted by (dataset, preset, method, reference, image, metric)."""
     return ",".join(COLUMNS) + "\n" + _rows_text(sorted(records, key=Record.sort_key))
 
 
@@ -181,11 +197,11 @@ def finished_file_is_intact(path: Path) -> bool:
 
 
 class RecordAppender:
-    """Append one group (one image of one method at one level) at a time, with an end line, flushed and
+    """Append one group (one image of one method under one reference policy) at a time, with an end line, flushed and
     fsynced, so a killed run loses at most the group being written and a torn group is never kept.
 
     ``expected_metrics`` is the metric set every complete group has. ``run_id`` replaces the id of kept
-    rows (a run extended by a method or level gets the id of the extended configuration).
+    rows (a run extended by a method or reference policy gets the id of the extended configuration).
     """
 
     def __init__(self, path: str | Path, expected_metrics: Iterable[str], run_id: str) -> None:

@@ -23,10 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.records import RUN_JSON_SCHEMA
 from protocols.core import UserError
 from protocols.datasets import DatasetItem
 
-SCHEMA = 2
+SCHEMA = RUN_JSON_SCHEMA
+RESUMABLE_SCHEMAS = (2, SCHEMA)  # schema 2 differs only in run.json's "protocol" key (now "dataset")
 LOCK_FILE = "run.lock"
 INPUTS_FILE = "inputs.csv"
 INPUT_COLUMNS = ("image", "role", "file", "sha256")
@@ -188,7 +190,7 @@ class Resume:
 
     identity: dict[str, Any]
     added_methods: list[str]
-    added_levels: list[str]
+    added_references: list[str]
     previous: dict[str, Any] | None
 
 
@@ -216,22 +218,22 @@ def reconcile(
     inputs: list[tuple[str, str, str, str]],
 ) -> Resume:
     """Compare the new configuration with the run directory's ``run.json``: identical or extended by
-    methods/levels is fine; anything else is refused naming what differs."""
-    manifest_path = out_dir / "run.json"
-    if not manifest_path.is_file():
+    methods/reference policies is fine; anything else is refused naming what differs."""
+    run_json_path = out_dir / "run.json"
+    if not run_json_path.is_file():
         if (out_dir / "records.csv").is_file():
             raise _refuse(out_dir, "records.csv without run.json")
         return Resume(identity, [], [], None)
     try:
-        previous = json.loads(manifest_path.read_text())
+        previous = json.loads(run_json_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise _refuse(out_dir, "run.json is not valid JSON") from None
     stored = previous.get("identity") if isinstance(previous, dict) else None
-    if not isinstance(stored, dict) or stored.get("schema") != SCHEMA:
+    if not isinstance(stored, dict) or stored.get("schema") not in RESUMABLE_SCHEMAS:
         raise _refuse(out_dir, f"run.json was written by another run-directory schema (this suite writes {SCHEMA})")
     differences = []
     for key in BASE_KEYS:
-        if stored.get(key) == identity[key]:
+        if stored.get(key) == identity[key] or key == "schema":  # a schema-2 run resumes as schema 3
             continue
         if key == "preset":
             differences.append(_spec_difference(stored.get(key) or {}, identity[key]))
@@ -250,13 +252,13 @@ def reconcile(
     if differences:
         raise _refuse(out_dir, "; ".join(differences))
     added_methods = sorted(set(identity["methods"]) - set(stored_methods))
-    added_levels = sorted(set(identity["reference_policies"]) - set(stored.get("reference_policies", [])))
+    added_references = sorted(set(identity["reference_policies"]) - set(stored.get("reference_policies", [])))
     merged = {
         **identity,
         "methods": {**stored_methods, **identity["methods"]},
         "reference_policies": sorted(set(identity["reference_policies"]) | set(stored.get("reference_policies", []))),
     }
-    return Resume(merged, added_methods, added_levels, previous)
+    return Resume(merged, added_methods, added_references, previous)
 
 
 def _input_difference(out_dir: Path, inputs: list[tuple[str, str, str, str]]) -> str:

@@ -21,7 +21,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from bench import provenance, rundir
-from bench.records import Record, RecordAppender, is_journal, read_records, write_records
+from bench.records import Record, RecordAppender, is_journal, read_records, run_json_dataset, write_records
 from bench.weights import try_load, weight_file_for, weights_dir
 from methods.base import Method, sha256_of
 from methods.registry import create, resolve
@@ -77,8 +77,9 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def level_policies(levels: str | None) -> tuple[str, ...]:
-    """``--level``: CUFED5 levels 1..5, a comma list, ``all`` (= 1..5) or a stitching recipe name; for datasets
-    with random references, ``draws:K`` (= draw:0 .. draw:K-1, one seeded reference choice per draw)."""
+    """The reference policies ``--level`` selects: CUFED5 levels 1..5, a comma list, ``all`` (= 1..5) or a
+    stitching recipe name; for datasets with random references, ``draws:K`` (= draw:0 .. draw:K-1, one seeded
+    reference choice per draw)."""
     if not levels:
         return ()
     if levels == "all":
@@ -163,7 +164,8 @@ def _prepare_method(name: str, spec: ProtocolSpec, config: RunConfig) -> tuple[M
     )
 
 
-def _weights_manifest(method: Method, config: RunConfig) -> list[dict[str, Any]]:
+def _weight_files(method: Method, config: RunConfig) -> list[dict[str, Any]]:
+    """Each weight file a method loads, with its sha256 (None when the file is absent)."""
     folder = weights_dir(config.weights)
     rows = []
     for weight in method.info.weights:
@@ -244,7 +246,7 @@ def plan(config: RunConfig) -> _Plan:
         "device_class": device_class,
         "inputs_sha256": hashlib.sha256(rundir.inputs_text(inputs).encode()).hexdigest(),
         "methods": {
-            record_name: {"method": method.info.name, "weights": _weights_manifest(method, config)}
+            record_name: {"method": method.info.name, "weights": _weight_files(method, config)}
             for method, record_name in methods
         },
         "reference_policies": sorted(policies),
@@ -277,15 +279,15 @@ def run(
         resume = rundir.reconcile(config.out_dir, work.identity, work.data_folder, config.shard, work.inputs)
         run_id = rundir.run_id_of(resume.identity)
         appender = RecordAppender(config.out_dir / "records.csv", work.spec.metrics, run_id)  # a bad file fails here
-        _write_manifest(config, work, resume, run_id)
+        _write_run_json(config, work, resume, run_id)
         return _evaluate(config, work, run_id, appender, prediction_cache)
 
 
-def _write_manifest(config: RunConfig, work: _Plan, resume: rundir.Resume, run_id: str) -> None:
+def _write_run_json(config: RunConfig, work: _Plan, resume: rundir.Resume, run_id: str) -> None:
     extensions = list((resume.previous or {}).get("extensions", []))
-    if resume.added_methods or resume.added_levels:
-        extensions.append({"added_methods": resume.added_methods, "added_levels": resume.added_levels})
-    manifest = {
+    if resume.added_methods or resume.added_references:
+        extensions.append({"added_methods": resume.added_methods, "added_references": resume.added_references})
+    run_json = {
         "schema": rundir.SCHEMA,
         "run_id": run_id,
         "identity": resume.identity,
@@ -293,20 +295,20 @@ def _write_manifest(config: RunConfig, work: _Plan, resume: rundir.Resume, run_i
         "shard": list(config.shard),
         "extensions": extensions,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-        "protocol": config.dataset,
+        "dataset": config.dataset,
         "protocol_spec": work.spec.to_dict(),
         "protocol_sentence": work.spec.sentence(config.dataset),
         "reference_policies": list(resume.identity["reference_policies"]),
         "environment": provenance.environment(config.device),
         "determinism": work.determinism,
         "methods": [
-            {"record_name": record_name, "info": _info_dict(method), "weights": _weights_manifest(method, config)}
+            {"record_name": record_name, "info": _info_dict(method), "weights": _weight_files(method, config)}
             for method, record_name in work.methods
         ],
         "images": [item.name for item in work.items],
     }
     rundir.write_atomic(config.out_dir / rundir.INPUTS_FILE, rundir.inputs_text(work.inputs))
-    rundir.write_atomic(config.out_dir / "run.json", json.dumps(manifest, indent=2, default=str) + "\n")
+    rundir.write_atomic(config.out_dir / "run.json", json.dumps(run_json, indent=2, default=str) + "\n")
 
 
 Group = tuple[str, int, int]  # one unit of work: (reference policy, index into items, index into methods)
@@ -318,7 +320,7 @@ def group_key(config: RunConfig, work: _Plan, group: Group) -> tuple[str, str, s
 
 
 def describe(config: RunConfig, work: _Plan, group: Group) -> str:
-    """A group as users name it: ``dataset:preset method level image``."""
+    """A group as users name it: ``dataset:preset method reference image``."""
     dataset, preset, method, policy, image = group_key(config, work, group)
     return f"{dataset}:{preset} {method} {policy} {image}"
 
@@ -432,19 +434,20 @@ def _info_dict(method: Method) -> dict[str, Any]:
     return info
 
 
-def _shard_manifest(run_dir: Path) -> dict[str, Any]:
+def _shard_run_json(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "run.json"
     if not path.is_file():
         raise UserError(f"{run_dir} is not a run folder (no run.json)")
     try:
-        manifest = json.loads(path.read_text())
+        run_json = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise UserError(f"{path} is not valid JSON") from None
-    if not isinstance(manifest, dict) or manifest.get("schema") != rundir.SCHEMA or "shard" not in manifest:
+    schema = run_json.get("schema") if isinstance(run_json, dict) else None
+    if schema not in rundir.RESUMABLE_SCHEMAS or "shard" not in run_json:
         raise UserError(f"{run_dir}: run.json is not a schema-{rundir.SCHEMA} run of this suite; rerun it")
     if (run_dir / "records.csv").is_file() and is_journal(run_dir / "records.csv"):
         raise UserError(f"{run_dir} is not finished (its records.csv is still a journal); rerun its command")
-    return manifest
+    return run_json
 
 
 def merge(run_dirs: list[Path], out_dir: Path, partial: bool = False) -> list[Record]:
@@ -454,18 +457,18 @@ def merge(run_dirs: list[Path], out_dir: Path, partial: bool = False) -> list[Re
     rundir.check_out_dir(out_dir)
     if out_dir.resolve() in {d.resolve() for d in run_dirs}:
         raise UserError(f"--out {out_dir} is one of the shards; merge into a new folder")
-    manifests = [_shard_manifest(d) for d in run_dirs]
-    run_ids = {m["run_id"] for m in manifests}
+    shard_runs = [_shard_run_json(d) for d in run_dirs]
+    run_ids = {m["run_id"] for m in shard_runs}
     if len(run_ids) > 1:
-        listing = ", ".join(f"{d} ({m['protocol']}:{m['protocol_spec']['name']}, run_id {m['run_id']})"
-                            for d, m in zip(run_dirs, manifests, strict=True))
+        listing = ", ".join(f"{d} ({run_json_dataset(m)}:{m['protocol_spec']['name']}, run_id {m['run_id']})"
+                            for d, m in zip(run_dirs, shard_runs, strict=True))
         raise UserError(f"these folders hold different runs and cannot be merged: {listing}")
-    counts = {m["shard"][1] for m in manifests}
+    counts = {m["shard"][1] for m in shard_runs}
     if len(counts) > 1:
-        splits = ", ".join(f"{m['shard'][0]}/{m['shard'][1]}" for m in manifests)
+        splits = ", ".join(f"{m['shard'][0]}/{m['shard'][1]}" for m in shard_runs)
         raise UserError(f"shards of different splits: {splits}")
     count = counts.pop()
-    indexes = [m["shard"][0] for m in manifests]
+    indexes = [m["shard"][0] for m in shard_runs]
     repeated = sorted({i for i in indexes if indexes.count(i) > 1})
     missing = sorted(set(range(count)) - set(indexes))
     if missing and not partial:
@@ -477,15 +480,15 @@ def merge(run_dirs: list[Path], out_dir: Path, partial: bool = False) -> list[Re
         twice = ", ".join(f"{i}/{count}" for i in repeated)
         raise UserError(f"shard(s) {twice} given more than once (overlapping rows)")
     seen: dict[tuple[str, ...], tuple[Record, Path]] = {}
-    for run_dir, manifest in zip(run_dirs, manifests, strict=True):
+    for run_dir, shard_run in zip(run_dirs, shard_runs, strict=True):
         records = read_records(run_dir / "records.csv")
         if not records:
             raise UserError(f"no records in {run_dir / 'records.csv'}; rerun that shard")
         for record in records:
             key = record.sort_key()
-            if record.run_id != manifest["run_id"]:
+            if record.run_id != shard_run["run_id"]:
                 raise UserError(f"{run_dir / 'records.csv'}: row {'/'.join(key)} has run_id {record.run_id}, "
-                                f"run.json says {manifest['run_id']}")
+                                f"run.json says {shard_run['run_id']}")
             if key in seen:
                 other, where = seen[key]
                 if not partial or other.value != record.value:
@@ -495,14 +498,14 @@ def merge(run_dirs: list[Path], out_dir: Path, partial: bool = False) -> list[Re
     merged = [record for record, _ in seen.values()]
     with rundir.RunLock(out_dir):
         write_records(out_dir / "records.csv", merged)
-        first = manifests[0]
+        first = shard_runs[0]
         summary = {
             "schema": rundir.SCHEMA,
             "run_id": first["run_id"],
             "identity": first["identity"],
             "merged_from": [str(d) for d in run_dirs],
             "missing_shards": [f"{i}/{count}" for i in missing],
-            "runs": manifests,
+            "runs": shard_runs,
         }
         rundir.write_atomic(out_dir / "run.json", json.dumps(summary, indent=2, default=str) + "\n")
     return read_records(out_dir / "records.csv")

@@ -112,7 +112,7 @@ class MatchingOptions:
             if len(view) != 2 or not all(0 <= v < LF_HCI_GRID for v in view):
                 raise UserError(f"{name}={view!r} is outside the {LF_HCI_GRID}x{LF_HCI_GRID} view grid (0..8, 0..8)")
 
-    # Fields that only select the data (they become the record's ``level``), not the preset.
+    # Fields that only select the data (they become the record's ``reference``), not the preset.
     _LEVEL_FIELDS = ("sintel_pass", "lf_lr_view", "lf_ref_view")
 
     def preset_id(self) -> str:

@@ -1,6 +1,6 @@
 """Read run folders for the report: records.csv + run.json (quality and matching runs), cost.csv + run.json
-(cost runs), saved SR images (``images/<method>/<level>/<image>.png``) and pictures of matches
-(``match_images/<method>/<level>/<frame>.png``, written by the demo).
+(cost runs), saved SR images (``images/<method>/<reference>/<image>.png``) and pictures of matches
+(``match_images/<method>/<reference>/<frame>.png``, written by the demo).
 
 Reports only read. Records of methods run with random weights (``[random-weights]`` in the method name)
 are dropped here, so nothing downstream can render them.
@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.cost_csv import CostRow as CostEntry  # the cost.csv format, torch-free (reports name a row CostEntry)
 from bench.cost_csv import read_cost_csv
-from bench.records import Record, read_records
+from bench.records import Record, read_records, run_json_dataset
 from protocols.core import UserError
 
 RANDOM_WEIGHTS_TAG = "[random-weights]"  # bench.runner.RANDOM_WEIGHTS_TAG (not imported: runner pulls in torch models)
@@ -32,14 +32,19 @@ class RunInfo:
     label: str
     path: Path
     kind: str  # "records" (quality / matching) or "cost"
-    manifest: dict[str, Any]
+    run_json: dict[str, Any]  # the folder's run.json ({} when absent or unreadable)
+
+    @property
+    def dataset(self) -> str:
+        """The dataset of a records run ("" for cost runs); run.json files before schema 3 call it protocol."""
+        return run_json_dataset(self.run_json)
 
 
 @dataclass(frozen=True)
 class SavedImage:
     run: str
     method: str
-    level_folder: str  # the level with ':' replaced by '_' (bench.runner's folder naming)
+    reference_folder: str  # the reference policy with ':' replaced by '_' (bench.runner's folder naming)
     image: str
     path: Path
 
@@ -55,7 +60,7 @@ class Results:
     dropped_random_weight_records: int = 0
 
 
-MeanKey = tuple[str, str, str, str, str]  # (protocol, preset, method, level, metric)
+MeanKey = tuple[str, str, str, str, str]  # (dataset, preset, method, reference, metric)
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ def means(records: list[Record]) -> dict[MeanKey, Mean]:
     per_image: dict[MeanKey, list[float]] = defaultdict(list)
     pooled: dict[MeanKey, float] = {}
     for r in records:
-        key = (r.protocol, r.preset, r.method, r.level, r.metric)
+        key = (r.dataset, r.preset, r.method, r.reference, r.metric)
         if r.image == POOLED_IMAGE:
             pooled[key] = r.value
         else:
@@ -84,7 +89,7 @@ def means(records: list[Record]) -> dict[MeanKey, Mean]:
     return out
 
 
-def _read_manifest(folder: Path, warnings: list[str]) -> dict[str, Any]:
+def _read_run_json(folder: Path, warnings: list[str]) -> dict[str, Any]:
     path = folder / "run.json"
     if not path.is_file():
         warnings.append(f"{folder}: no run.json (protocol sentence and provenance unknown)")
@@ -103,10 +108,10 @@ def _saved_images(folder: Path, run_label: str, subfolder: str = "images") -> li
         return []
     found = []
     for path in sorted(root.glob("*/*/*.png")):
-        method, level_folder = path.parent.parent.name, path.parent.name
+        method, reference_folder = path.parent.parent.name, path.parent.name
         if RANDOM_WEIGHTS_TAG in method:
             continue
-        found.append(SavedImage(run_label, method, level_folder, path.stem, path))
+        found.append(SavedImage(run_label, method, reference_folder, path.stem, path))
     return found
 
 
@@ -132,7 +137,7 @@ def collect(result_dirs: list[Path]) -> Results:
         for folder in run_folders(root):
             relative = folder.relative_to(root).as_posix()
             label = root.name if relative == "." else f"{root.name}/{relative}"
-            manifest = _read_manifest(folder, results.warnings)
+            run_json = _read_run_json(folder, results.warnings)
             if (folder / "records.csv").is_file():
                 try:
                     records = read_records(folder / "records.csv")
@@ -153,13 +158,13 @@ def collect(result_dirs: list[Path]) -> Results:
                     seen[key] = (record.value, label)
                     kept.append(record)
                 results.records += kept
-                results.runs.append(RunInfo(label, folder, "records", manifest))
+                results.runs.append(RunInfo(label, folder, "records", run_json))
                 results.images += _saved_images(folder, label)
                 results.match_images += _saved_images(folder, label, "match_images")
             if (folder / "cost.csv").is_file():
-                environment = manifest.get("environment", {}) if isinstance(manifest.get("environment"), dict) else {}
+                environment = run_json.get("environment", {}) if isinstance(run_json.get("environment"), dict) else {}
                 threads = environment.get("torch_threads")
                 results.cost += read_cost_csv(folder / "cost.csv", label, str(environment.get("device_name") or ""),
                                               threads if isinstance(threads, int) else 0)
-                results.runs.append(RunInfo(label, folder, "cost", manifest))
+                results.runs.append(RunInfo(label, folder, "cost", run_json))
     return results

@@ -25,7 +25,7 @@ from reports.tables import (  # noqa: E402
     LATENCY,
     LEVEL_NAMES,
     SUITE_PRESET,
-    default_level,
+    default_reference,
     safe_id,
 )
 
@@ -92,12 +92,12 @@ def psnr_vs_level(values: dict[MeanKey, Mean], preset: str) -> Figure | None:
     return fig
 
 
-def matching_accuracy(values: dict[MeanKey, Mean], dataset: str, preset: str, level: str) -> Figure | None:
+def matching_accuracy(values: dict[MeanKey, Mean], dataset: str, preset: str, reference: str) -> Figure | None:
     """Accuracy (%) against the threshold t (HR pixels), one line per matcher (one pass / view pair)."""
     lines: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for (key_dataset, key_preset, method, key_level, metric), mean in sorted(values.items()):
+    for (key_dataset, key_preset, method, key_reference, metric), mean in sorted(values.items()):
         match = ACCURACY_METRIC.match(metric)
-        if match and (key_dataset, key_preset, key_level) == (dataset, preset, level):
+        if match and (key_dataset, key_preset, key_reference) == (dataset, preset, reference):
             lines[method].append((int(match.group(1)), 100.0 * mean.value))
     if not lines:
         return None
@@ -109,7 +109,7 @@ def matching_accuracy(values: dict[MeanKey, Mean], dataset: str, preset: str, le
         axis.set_xlabel("threshold t [HR pixels]")
         axis.set_ylabel("positions matched within t [%]")
         axis.set_ylim(0, 100)
-        axis.set_title(f"Matching accuracy on {DATASET_NAMES.get(dataset, dataset)}\n({level}; preset {preset})")
+        axis.set_title(f"Matching accuracy on {DATASET_NAMES.get(dataset, dataset)}\n({reference}; preset {preset})")
         axis.legend(fontsize=7)
         fig.tight_layout()
     return fig
@@ -117,8 +117,8 @@ def matching_accuracy(values: dict[MeanKey, Mean], dataset: str, preset: str, le
 
 def psnr_vs_gmacs(values: dict[MeanKey, Mean], cost: list[CostEntry], dataset: str,
                   preset: str = SUITE_PRESET) -> Figure | None:
-    """PSNR (dataset mean, ``preset``'s default level) against FLOPS-T at the default cost setting."""
-    level = default_level(preset, dataset)
+    """PSNR (dataset mean, ``preset``'s default reference policy) against FLOPS-T at the default cost setting."""
+    reference = default_reference(preset, dataset)
     conventions = sorted({e.convention for e in cost if e.quantity == "flops_t"}, key=lambda c: (c != "macs", c))
     if not conventions:
         return None
@@ -127,8 +127,9 @@ def psnr_vs_gmacs(values: dict[MeanKey, Mean], cost: list[CostEntry], dataset: s
              if e.quantity == "flops_t" and e.convention == convention and e.lr_hw == DEFAULT_COST_SETTING[0]
              and e.ref_hw in (DEFAULT_COST_SETTING[1], "-")}
     points = []
-    for (key_dataset, key_preset, method, key_level, metric), mean in sorted(values.items()):
-        if (key_dataset, key_preset, key_level, metric) == (dataset, preset, level, "psnr_y") and method in gmacs:
+    for (key_dataset, key_preset, method, key_reference, metric), mean in sorted(values.items()):
+        wanted = (key_dataset, key_preset, key_reference, metric) == (dataset, preset, reference, "psnr_y")
+        if wanted and method in gmacs:
             points.append((method, gmacs[method], mean.value))
     omitted = sorted(method for method, x, _ in points if x <= 0)  # no MACs to place on a log axis (bicubic)
     points = [p for p in points if p[1] > 0]
@@ -248,9 +249,10 @@ def make_plots(values: dict[MeanKey, Mean], cost: list[CostEntry], out_dir: Path
     for preset in sorted(presets, key=lambda p: (p != SUITE_PRESET, p)):
         keep(psnr_vs_level(values, preset), safe_id(f"psnr_vs_level_{preset}"), f"PSNR vs similarity level ({preset})",
              "Mean PSNR on CUFED5 with each single reference level.")
-    for dataset, preset, level in sorted({(k[0], k[1], k[3]) for k in values if ACCURACY_METRIC.match(k[4])}):
-        keep(matching_accuracy(values, dataset, preset, level), safe_id(f"matching_{dataset}_{preset}_{level}"),
-             f"Matching accuracy vs threshold ({dataset}, {level}, {preset})",
+    for dataset, preset, reference in sorted({(k[0], k[1], k[3]) for k in values if ACCURACY_METRIC.match(k[4])}):
+        keep(matching_accuracy(values, dataset, preset, reference),
+             safe_id(f"matching_{dataset}_{preset}_{reference}"),
+             f"Matching accuracy vs threshold ({dataset}, {reference}, {preset})",
              "Fraction of positions whose match lies within t HR pixels of the ground truth.")
     for dataset in sorted({k[0] for k in values if k[1] == SUITE_PRESET and k[4] == "psnr_y"}):
         keep(psnr_vs_gmacs(values, cost, dataset), safe_id(f"psnr_vs_gmacs_{dataset}"), f"PSNR vs GMACs ({dataset})",

@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 
+from bench.records import run_json_dataset
 from reports.collect import RANDOM_WEIGHTS_TAG, Results
 from reports.plots import PlotFile
 from reports.tables import REASON_ABBREVIATIONS, Cell, TableModel
@@ -245,13 +246,12 @@ def provenance(results: Results) -> list[dict[str, Any]]:
     """Per run: git sha, versions, device, weights sha256 (from run.json)."""
     out = []
     for run in results.runs:
-        manifests = run.manifest.get("runs") or [run.manifest]
-        for manifest in manifests:
-            environment = manifest.get("environment", {}) or {}
+        for run_json in run.run_json.get("runs") or [run.run_json]:
+            environment = run_json.get("environment", {}) or {}
             versions = {k: environment[k] for k in ("python", "torch", "torchvision", "numpy", "pillow",
                                                     "scikit_image", "fvcore", "cuda", "cudnn") if environment.get(k)}
             weights = []
-            for method in manifest.get("methods", []) if isinstance(manifest.get("methods"), list) else []:
+            for method in run_json.get("methods", []) if isinstance(run_json.get("methods"), list) else []:
                 if not isinstance(method, dict):
                     continue  # a plain list of names (matching runs): no weights to list
                 if RANDOM_WEIGHTS_TAG in str(method.get("record_name", "")):
@@ -260,9 +260,9 @@ def provenance(results: Results) -> list[dict[str, Any]]:
                     weights.append({"method": method.get("record_name", ""), "file": weight.get("file", ""),
                                     "sha256": weight.get("sha256") or "not installed"})
             out.append({
-                "run": run.label, "kind": run.kind, "run_id": manifest.get("run_id", ""),
-                "protocol": manifest.get("protocol", ""),
-                "preset": (manifest.get("protocol_spec") or {}).get("name", ""),
+                "run": run.label, "kind": run.kind, "run_id": run_json.get("run_id", ""),
+                "dataset": run_json_dataset(run_json),
+                "preset": (run_json.get("protocol_spec") or {}).get("name", ""),
                 "git_sha": environment.get("git_sha", "unknown"),
                 "versions": ", ".join(f"{k} {v}" for k, v in versions.items()),
                 "device": environment.get("device_name") or environment.get("device") or "unknown",

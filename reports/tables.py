@@ -1,7 +1,7 @@
 """Table specs (plain frozen dataclasses) and the builder that fills them from run records and paper values.
 
 A ``TableSpec`` says which rows (method ids, or presets for the protocol audit), which columns (dataset,
-reference level, metric; or a cost quantity), which preset fills our cells and which paper table to set
+reference policy, metric; or a cost quantity), which preset fills our cells and which paper table to set
 beside them. ``build_table`` turns a spec plus results into a ``TableModel``: every cell holds our value,
 the paper's printed value and the difference where the paper printed one, or the reason it is empty.
 Best / second-best marks follow each column's metric direction.
@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from bench.records import run_json_dataset
 from protocols.datasets import DATASETS, DatasetLabels
 from protocols.metrics import METRICS
 from protocols.spec import PRESETS, ProtocolSpec
@@ -62,9 +63,9 @@ ACCURACY_METRIC = re.compile(r"^acc_le_(\d+)px$")
 class ColumnSpec:
     """One value column.
 
-    ``source`` = ``quality`` / ``matching`` (records) or ``cost`` (cost.csv). For records, ``level`` is the
-    records' reference policy: None = the preset's default for the dataset (or the only level run), ``*`` = any
-    single level. For cost, ``metric`` is the cost quantity, with ``part`` and ``convention``. Our values are
+    ``source`` = ``quality`` / ``matching`` (records) or ``cost`` (cost.csv). For records, ``reference`` is the
+    records' reference policy: None = the preset's default for the dataset (or the only one run), ``*`` = any
+    single one. For cost, ``metric`` is the cost quantity, with ``part`` and ``convention``. Our values are
     multiplied by ``ours_scale`` into the displayed unit (fraction -> %, parameters -> M). ``paper_split`` /
     ``paper_metric`` name the paper value compared with (None: no paper value); ``compare`` False shows the
     paper value without a difference (latency measured on other hardware).
@@ -78,7 +79,7 @@ class ColumnSpec:
     metric: str
     higher_is_better: bool
     decimals: int
-    level: str | None = None
+    reference: str | None = None  # the records' reference policy (see above)
     unit: str = ""
     ours_scale: float = 1.0
     paper_split: str | None = None
@@ -190,7 +191,7 @@ def empty_reason(column: ColumnSpec, row_key: str, spec: TableSpec, availability
 # looking values up
 
 
-def default_level(preset: str, dataset: str) -> str | None:
+def default_reference(preset: str, dataset: str) -> str | None:
     """The reference policy ``refsr-bench run`` uses for (preset, dataset) by default (``bench.runner``)."""
     spec = PRESETS.get(preset)
     if spec is None:
@@ -209,38 +210,38 @@ class Values:
 
     def __init__(self, results: Results) -> None:
         self.means = means(results.records)
-        self.levels: dict[tuple[str, str, str, str], set[str]] = {}
-        for protocol, preset, method, level, metric in self.means:
-            self.levels.setdefault((protocol, preset, method, metric), set()).add(level)
+        self.references: dict[tuple[str, str, str, str], set[str]] = {}
+        for dataset, preset, method, reference, metric in self.means:
+            self.references.setdefault((dataset, preset, method, metric), set()).add(reference)
         self.cost = results.cost
         # cost runs that swept the reference size: shown in the sweep plot, not as tables of their own
         self.sweep_runs = {run.label for run in results.runs if run.kind == "cost"
-                           and len((run.manifest.get("settings") or {}).get("ref_sizes") or []) > 1}
-        self.datasets = frozenset(protocol for protocol, *_ in self.means)
+                           and len((run.run_json.get("settings") or {}).get("ref_sizes") or []) > 1}
+        self.datasets = frozenset(dataset for dataset, *_ in self.means)
 
     def record_value(self, column: ColumnSpec, preset: str | None, method: str) -> tuple[Mean | None, str]:
-        """(mean, note) for one cell; note says which preset/level was picked when the spec left it open."""
-        presets = [preset] if preset else sorted({p for (d, p, m, k) in self.levels
+        """(mean, note) for one cell; note says which preset/reference was picked when the spec left it open."""
+        presets = [preset] if preset else sorted({p for (d, p, m, k) in self.references
                                                   if d == column.dataset and m == method and k == column.metric})
         for candidate in presets:
-            levels = self.levels.get((column.dataset, candidate, method, column.metric), set())
-            if not levels:
+            references = self.references.get((column.dataset, candidate, method, column.metric), set())
+            if not references:
                 continue
-            level = column.level
+            reference = column.reference
             note = ""
-            if level is None:
-                # the preset's own default; a run's single level only when the default cannot be known
+            if reference is None:
+                # the preset's own default; a run's single reference policy only when the default cannot be known
                 # (never silently show, e.g., a level-1 number in a stitched-reference column)
-                wanted = default_level(candidate, column.dataset)
-                level = wanted if wanted is not None else (next(iter(levels)) if len(levels) == 1 else None)
-            elif level == "*":
-                level = sorted(levels)[0]
-                note = f"level {level}" + (f" of {len(levels)} run" if len(levels) > 1 else "")
-            if level is None or level not in levels:
+                wanted = default_reference(candidate, column.dataset)
+                reference = wanted if wanted is not None else (next(iter(references)) if len(references) == 1 else None)
+            elif reference == "*":
+                reference = sorted(references)[0]
+                note = f"level {reference}" + (f" of {len(references)} run" if len(references) > 1 else "")
+            if reference is None or reference not in references:
                 continue
             if not preset:
                 note = ", ".join(n for n in (f"preset {candidate}", note) if n)
-            return self.means[(column.dataset, candidate, method, level, column.metric)], note
+            return self.means[(column.dataset, candidate, method, reference, column.metric)], note
         return None, ""
 
     def has_cost(self, method: str, setting: tuple[str, str]) -> bool:
@@ -391,27 +392,27 @@ def _paper_dataset(column: ColumnSpec) -> str:
 
 
 def _ran_preset(values: Values, column: ColumnSpec, preset: str | None, method: str) -> bool:
-    return any(d == column.dataset and p == preset and m == method for (d, p, m, _k) in values.levels)
+    return any(d == column.dataset and p == preset and m == method for (d, p, m, _k) in values.references)
 
 
 # ------------------------------------------------------------------------------------------------
 # protocol sentences (from the runs' ProtocolSpec; from the preset table when nothing was run)
 
 
-def spec_from_manifest(data: dict[str, Any]) -> ProtocolSpec | None:
+def spec_from_run_json(data: dict[str, Any]) -> ProtocolSpec | None:
     """Rebuild the ProtocolSpec a run recorded (JSON lists back to tuples); None if it no longer fits."""
     def as_tuple(value: Any) -> Any:
         return tuple(as_tuple(v) for v in value) if isinstance(value, list) else value
 
     try:
         return ProtocolSpec(**{k: as_tuple(v) for k, v in data.items()})
-    except Exception:  # a manifest from another version must not stop the report: use its stored sentence
+    except Exception:  # a run.json from another version must not stop the report: use its stored sentence
         return None
 
 
-def _manifest_methods(manifest: dict[str, Any]) -> set[str]:
+def _run_json_methods(run_json: dict[str, Any]) -> set[str]:
     """Record names of the methods a run.json says it ran (runner: list of dicts; match: dict or list of names)."""
-    listed = manifest.get("methods") or []
+    listed = run_json.get("methods") or []
     if isinstance(listed, dict):
         return set(listed)
     return {str(m.get("record_name", "")) if isinstance(m, dict) else str(m) for m in listed}
@@ -425,18 +426,18 @@ def _run_sentence(
     -- prefixed with the dataset and the run folder it came from."""
     candidates = []
     for run in results.runs:
-        for manifest in run.manifest.get("runs") or [run.manifest]:
-            spec_data = manifest.get("protocol_spec") or {}
-            if manifest.get("protocol") != dataset or spec_data.get("name") != preset:
+        for run_json in run.run_json.get("runs") or [run.run_json]:
+            spec_data = run_json.get("protocol_spec") or {}
+            if run_json_dataset(run_json) != dataset or spec_data.get("name") != preset:
                 continue
-            if method is not None and method not in _manifest_methods(manifest):
+            if method is not None and method not in _run_json_methods(run_json):
                 continue
-            candidates.append((spec_data.get("kind", "quality") != kind, run, manifest, spec_data))
-    for _, run, manifest, spec_data in sorted(candidates, key=lambda c: c[0]):  # stable: run order otherwise
-        spec = spec_from_manifest(spec_data)
-        sentence = spec.sentence(dataset) if spec is not None else manifest.get("protocol_sentence")
-        policies = manifest.get("reference_policies") or []
-        if sentence and policies and spec is not None and policies != [default_level(spec.name, dataset)]:
+            candidates.append((spec_data.get("kind", "quality") != kind, run, run_json, spec_data))
+    for _, run, run_json, spec_data in sorted(candidates, key=lambda c: c[0]):  # stable: run order otherwise
+        spec = spec_from_run_json(spec_data)
+        sentence = spec.sentence(dataset) if spec is not None else run_json.get("protocol_sentence")
+        policies = run_json.get("reference_policies") or []
+        if sentence and policies and spec is not None and policies != [default_reference(spec.name, dataset)]:
             sentence += f" Reference policies run: {', '.join(str(p) for p in policies)}."
         if sentence:
             return f"{DATASET_NAMES.get(dataset, dataset)} ({run.label}): {sentence}"
@@ -456,7 +457,7 @@ def protocol_sentences(spec: TableSpec, results: Results) -> tuple[str, ...]:
     for dataset in record_datasets:
         kind = "matching" if any(c.source == "matching" for c in spec.columns if c.dataset == dataset) else "quality"
         if spec.preset is None:
-            presets = sorted({r.preset for r in results.records if r.protocol == dataset})
+            presets = sorted({r.preset for r in results.records if r.dataset == dataset})
             found = [s for s in (_run_sentence(results, dataset, p, kind) for p in presets) if s]
             sentences += found or [f"{DATASET_NAMES.get(dataset, dataset)}: not run."]
             continue
@@ -492,25 +493,25 @@ def _size(hw: str) -> str:
 
 def quality_columns(datasets: list[tuple[str, str | None, str | None]], metrics: list[tuple[str, str | None]],
                     label_with_level: bool = False) -> tuple[ColumnSpec, ...]:
-    """Columns for (dataset, our level, paper split) x (our metric, paper metric)."""
+    """Columns for (dataset, our reference policy, paper split) x (our metric, paper metric)."""
     columns = []
-    for dataset, level, paper_split in datasets:
+    for dataset, reference, paper_split in datasets:
         group = DATASET_NAMES.get(dataset, dataset)
         if label_with_level:
-            group = LEVEL_NAMES.get(level or "", level or group)
+            group = LEVEL_NAMES.get(reference or "", reference or group)
         for metric, paper_metric in metrics:
             card = QUALITY_METRICS[metric]
             columns.append(ColumnSpec(
-                key=f"{dataset}/{level or 'default'}/{metric}", group=group, label=card.label, source="quality",
-                dataset=dataset, level=level, metric=metric, higher_is_better=card.higher_is_better,
+                key=f"{dataset}/{reference or 'default'}/{metric}", group=group, label=card.label, source="quality",
+                dataset=dataset, reference=reference, metric=metric, higher_is_better=card.higher_is_better,
                 decimals=card.decimals, unit=card.unit, paper_split=paper_split, paper_metric=paper_metric))
     return tuple(columns)
 
 
-def accuracy_column(dataset: str, threshold: int, level: str | None = "*", paper: bool = False) -> ColumnSpec:
+def accuracy_column(dataset: str, threshold: int, reference: str | None = "*", paper: bool = False) -> ColumnSpec:
     name = DATASET_NAMES.get(dataset, dataset)
     return ColumnSpec(key=f"{dataset}/acc_le_{threshold}px", group=f"accuracy (%) {name}",
-                      label=f"≤{threshold} px", source="matching", dataset=dataset, level=level,
+                      label=f"≤{threshold} px", source="matching", dataset=dataset, reference=reference,
                       metric=f"acc_le_{threshold}px", higher_is_better=True, decimals=1, unit="%", ours_scale=100.0,
                       paper_split="val85" if paper else None,
                       paper_metric=f"match_acc_le_{threshold}px" if paper else None)
@@ -650,10 +651,10 @@ PAPER_TABLES: tuple[PaperTableDef, ...] = (
         "ccnet_t3", "CC-Net T3", "CC-Net Table 3: average PSNR (×8) on Sintel and LF video",
         "Colour space not stated by the paper; ours are RGB PSNR under ccnet2017.",
         "ccnet2017",
-        (ColumnSpec("sintel/psnr_rgb", "Sintel", "PSNR-RGB", "quality", "sintel", "psnr_rgb", True, 2, level="*",
+        (ColumnSpec("sintel/psnr_rgb", "Sintel", "PSNR-RGB", "quality", "sintel", "psnr_rgb", True, 2, reference="*",
                     unit="dB", paper_split="test552", paper_metric="psnr"),
-         ColumnSpec("lf_video/psnr_rgb", "LF video", "PSNR-RGB", "quality", "lf_video", "psnr_rgb", True, 2, level="*",
-                    unit="dB", paper_split="test268", paper_metric="psnr")),
+         ColumnSpec("lf_video/psnr_rgb", "LF video", "PSNR-RGB", "quality", "lf_video", "psnr_rgb", True, 2,
+                    reference="*", unit="dB", paper_split="test268", paper_metric="psnr")),
     ),
 )
 
@@ -721,23 +722,23 @@ def robustness_specs(values: Values) -> list[TableSpec]:
 
 
 def matching_specs(values: Values) -> list[TableSpec]:
-    """One table per (dataset, matching preset, level); the level is the Sintel pass or the view pair."""
+    """One table per (dataset, matching preset, reference); the reference is the Sintel pass or the view pair."""
     groups: dict[tuple[str, str, str], set[int]] = {}
     methods: dict[tuple[str, str, str], set[str]] = {}
-    for dataset, preset, method, level, metric in values.means:
+    for dataset, preset, method, reference, metric in values.means:
         match = ACCURACY_METRIC.match(metric)
         if match:
-            groups.setdefault((dataset, preset, level), set()).add(int(match.group(1)))
-            methods.setdefault((dataset, preset, level), set()).add(method)
+            groups.setdefault((dataset, preset, reference), set()).add(int(match.group(1)))
+            methods.setdefault((dataset, preset, reference), set()).add(method)
     specs = []
-    for (dataset, preset, level), thresholds in sorted(groups.items()):
-        columns = tuple(accuracy_column(dataset, t, level=level) for t in sorted(thresholds))
+    for (dataset, preset, reference), thresholds in sorted(groups.items()):
+        columns = tuple(accuracy_column(dataset, t, reference=reference) for t in sorted(thresholds))
         specs.append(TableSpec(
-            id=f"matching_{dataset}_{preset}_{level}",
-            title=f"Matching accuracy on {DATASET_NAMES.get(dataset, dataset)} ({level}; preset {preset})",
+            id=f"matching_{dataset}_{preset}_{reference}",
+            title=f"Matching accuracy on {DATASET_NAMES.get(dataset, dataset)} ({reference}; preset {preset})",
             caption="Fraction (%) of evaluated LR positions whose matched reference position lies within t HR "
                     "pixels of the ground truth (pooled over all positions where the run wrote a pooled value).",
-            rows=tuple(sorted(methods[(dataset, preset, level)])), columns=columns, preset=preset, kind="suite"))
+            rows=tuple(sorted(methods[(dataset, preset, reference)])), columns=columns, preset=preset, kind="suite"))
     return specs
 
 
@@ -805,11 +806,11 @@ def audit_specs(values: Values) -> list[TableSpec]:
     return specs
 
 
-RunKey = tuple[str, str, str, str]  # (dataset, preset, method, level) of quality records
+RunKey = tuple[str, str, str, str]  # (dataset, preset, method, reference) of quality records
 
 
 def covered_runs(values: Values, specs: list[TableSpec]) -> set[RunKey]:
-    """Quality record groups the suite tables in ``specs`` show (a column of their preset at their level)."""
+    """Quality record groups the suite tables in ``specs`` show (a column of their preset and reference)."""
     covered: set[RunKey] = set()
     for spec in specs:
         for column in spec.columns:
@@ -820,14 +821,15 @@ def covered_runs(values: Values, specs: list[TableSpec]) -> set[RunKey]:
                 method = spec.method if spec.row_kind == "preset" and spec.method else row
                 if preset is None:
                     continue
-                level = column.level if column.level not in (None, "*") else default_level(preset, column.dataset)
-                covered.add((column.dataset, preset, method, level or ""))
+                reference = (column.reference if column.reference not in (None, "*")
+                             else default_reference(preset, column.dataset))
+                covered.add((column.dataset, preset, method, reference or ""))
     return covered
 
 
 def preset_quality_specs(values: Values, covered: set[RunKey]) -> list[TableSpec]:
     """One table per preset that has quality records no other suite table shows (e.g. a ``sisr_std`` run):
-    every method and dataset run under that preset, one column group per (dataset, level) run."""
+    every method and dataset run under that preset, one column group per (dataset, reference) run."""
     keys = [k for k in values.means if k[4] in QUALITY_METRICS]
     uncovered = {k[1] for k in keys if (k[0], k[1], k[2], k[3]) not in covered}
     specs = []
@@ -835,16 +837,16 @@ def preset_quality_specs(values: Values, covered: set[RunKey]) -> list[TableSpec
         mine = [k for k in keys if k[1] == preset]
         datasets: list[tuple[str, str | None, str | None]] = []
         for dataset in sorted({k[0] for k in mine}):
-            levels = sorted({k[3] for k in mine if k[0] == dataset})
-            if levels == [default_level(preset, dataset)]:
+            references = sorted({k[3] for k in mine if k[0] == dataset})
+            if references == [default_reference(preset, dataset)]:
                 datasets.append((dataset, None, None))
             else:
-                datasets += [(dataset, level, None) for level in levels]
+                datasets += [(dataset, reference, None) for reference in references]
         metrics = _quality_metrics_present({k[4] for k in mine})
         columns = list(quality_columns(datasets, [(m, None) for m in metrics]))
-        for i, column in enumerate(columns):  # name the level in the group when a dataset has several
-            if column.level is not None:
-                columns[i] = replace(column, group=f"{column.group} ({column.level})")
+        for i, column in enumerate(columns):  # name the reference in the group when a dataset has several
+            if column.reference is not None:
+                columns[i] = replace(column, group=f"{column.group} ({column.reference})")
         sisr = preset.startswith("sisr")
         kind = "SISR" if sisr else "Quality"
         specs.append(TableSpec(

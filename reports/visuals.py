@@ -36,7 +36,7 @@ class Tile:
 class CropGrid:
     dataset: str
     preset: str
-    level: str
+    reference: str
     image: str
     run: str
     crop: tuple[int, int, int]  # (top, left, side) in SR pixels
@@ -48,7 +48,7 @@ class CropGrid:
 class MatchPicture:
     dataset: str
     method: str
-    level: str
+    reference: str
     frame: str
     run: str
     caption: str
@@ -91,7 +91,7 @@ def _save_tile(array: np.ndarray, crop: tuple[int, int, int], path: Path) -> Non
     Image.fromarray(tile).resize((side * TILE_ZOOM, side * TILE_ZOOM), Image.Resampling.NEAREST).save(path)
 
 
-def _ground_truth(dataset: str, preset: str, level: str, image: str, manifest: dict[str, Any],
+def _ground_truth(dataset: str, preset: str, reference: str, image: str, run_json: dict[str, Any],
                   data: str | None) -> np.ndarray | None:
     """The HR the run scored against (uint8 (H, W, 3) RGB), rebuilt by the protocol; None when the dataset or
     preset cannot be loaded on this machine."""
@@ -99,24 +99,24 @@ def _ground_truth(dataset: str, preset: str, level: str, image: str, manifest: d
         from protocols.datasets import load_items
         from protocols.pipeline import make_sample
         from protocols.spec import PRESETS
-        from reports.tables import spec_from_manifest
+        from reports.tables import spec_from_run_json
 
-        spec = spec_from_manifest(manifest.get("protocol_spec") or {}) or PRESETS.get(preset)
+        spec = spec_from_run_json(run_json.get("protocol_spec") or {}) or PRESETS.get(preset)
         if spec is None:
             return None
         item = next((i for i in load_items(dataset, data) if i.name == image), None)
         if item is None:
             return None
-        hr = make_sample(item, spec, dataset, level).hr
+        hr = make_sample(item, spec, dataset, reference).hr
     except Exception:  # the HR tile is optional: a missing dataset only drops it (the note says so)
         return None
     array = np.clip(np.round(hr[0].detach().double().permute(1, 2, 0).numpy() * 255.0), 0, 255).astype(np.uint8)
     return np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array
 
 
-def _psnr_text(results: Results, dataset: str, preset: str, method: str, level: str, image: str) -> str:
+def _psnr_text(results: Results, dataset: str, preset: str, method: str, reference: str, image: str) -> str:
     values = {r.metric: r.value for r in results.records
-              if (r.protocol, r.preset, r.method, r.level, r.image) == (dataset, preset, method, level, image)}
+              if (r.dataset, r.preset, r.method, r.reference, r.image) == (dataset, preset, method, reference, image)}
     for metric, label in (("psnr_y", "PSNR-Y"), ("psnr_rgb", "PSNR-RGB")):
         if metric in values:
             return f"{label} {values[metric]:.2f} dB"
@@ -130,27 +130,29 @@ def _method_order(method: str) -> tuple[int, str]:
 def crop_grids(results: Results, out_dir: Path, data: str | None = None, max_methods: int = 10) -> list[CropGrid]:
     """One crop grid per (dataset, preset) with saved images: the first image (sorted) saved by the most methods."""
     runs: dict[str, RunInfo] = {r.label: r for r in results.runs if r.kind == "records"}
-    GroupKey = tuple[str, str, str]  # (run, level folder, image)
+    GroupKey = tuple[str, str, str]  # (run, reference folder, image)
     by_dataset: dict[tuple[str, str], dict[GroupKey, list[SavedImage]]] = defaultdict(lambda: defaultdict(list))
     for saved in results.images:
         run = runs.get(saved.run)
         if run is None:
             continue
-        dataset = str(run.manifest.get("protocol", ""))
-        preset = str((run.manifest.get("protocol_spec") or {}).get("name", ""))
-        by_dataset[(dataset, preset)][(saved.run, saved.level_folder, saved.image)].append(saved)
+        dataset = run.dataset
+        preset = str((run.run_json.get("protocol_spec") or {}).get("name", ""))
+        by_dataset[(dataset, preset)][(saved.run, saved.reference_folder, saved.image)].append(saved)
     grids = []
     for (dataset, preset), groups in sorted(by_dataset.items()):
-        (run_label, level_folder, image), members = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))[0]
-        levels = {r.level for r in results.records if r.protocol == dataset and r.preset == preset and r.image == image}
-        level = next((lv for lv in sorted(levels) if lv.replace(":", "_") == level_folder), level_folder)
+        (run_label, reference_folder, image), members = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))[0]
+        references = {r.reference for r in results.records
+                      if r.dataset == dataset and r.preset == preset and r.image == image}
+        reference = next((rf for rf in sorted(references) if rf.replace(":", "_") == reference_folder),
+                         reference_folder)
         members = sorted(members, key=lambda m: _method_order(m.method))[:max_methods]
         arrays = [(m.method, _rgb(m.path)) for m in members]
-        hr = _ground_truth(dataset, preset, level, image, runs[run_label].manifest, data)
+        hr = _ground_truth(dataset, preset, reference, image, runs[run_label].run_json, data)
         if hr is not None and hr.shape[:2] != arrays[0][1].shape[:2]:
             hr = None  # an output that was not stored at the HR size: no honest side-by-side
         crop = textured_crop(hr if hr is not None else arrays[0][1], CROP_SIDE_PX)
-        stem = safe_id(f"crop_{dataset}_{preset}_{level}_{image}")
+        stem = safe_id(f"crop_{dataset}_{preset}_{reference}_{image}")
         tiles = []
         if hr is not None:
             _save_tile(hr, crop, out_dir / "visuals" / f"{stem}_hr.png")
@@ -158,9 +160,9 @@ def crop_grids(results: Results, out_dir: Path, data: str | None = None, max_met
         for method, array in arrays:
             file = f"visuals/{stem}_{safe_id(method)}.png"
             _save_tile(array, crop, out_dir / file)
-            tiles.append(Tile(method, _psnr_text(results, dataset, preset, method, level, image), file))
+            tiles.append(Tile(method, _psnr_text(results, dataset, preset, method, reference, image), file))
         note = "" if hr is not None else "HR not shown: the dataset is not available here (pass --data)."
-        grids.append(CropGrid(dataset, preset, level, image, run_label, crop, tuple(tiles), note))
+        grids.append(CropGrid(dataset, preset, reference, image, run_label, crop, tuple(tiles), note))
     return grids
 
 
@@ -170,15 +172,17 @@ def match_pictures(results: Results, out_dir: Path) -> list[MatchPicture]:
     pictures = []
     for saved in results.match_images:
         run = runs.get(saved.run)
-        dataset = str(run.manifest.get("protocol", "")) if run is not None else ""
+        dataset = run.dataset if run is not None else ""
         accuracy = {r.metric: r.value for r in results.records
-                    if (r.protocol, r.method, r.level, r.image) == (dataset, saved.method, saved.level_folder, "ALL")}
+                    if (r.dataset, r.method, r.reference, r.image)
+                    == (dataset, saved.method, saved.reference_folder, "ALL")}
         parts = [f"≤{t} px {100 * accuracy[f'acc_le_{t}px']:.1f}%" for t in (1, 4) if f"acc_le_{t}px" in accuracy]
-        file = f"visuals/{safe_id(f'match_{saved.run}_{saved.method}_{saved.level_folder}_{saved.image}')}.png"
+        file = f"visuals/{safe_id(f'match_{saved.run}_{saved.method}_{saved.reference_folder}_{saved.image}')}.png"
         (out_dir / "visuals").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(saved.path, out_dir / file)
-        caption = f"{saved.method} on {DATASET_NAMES.get(dataset, dataset)} {saved.image} ({saved.level_folder})"
+        caption = f"{saved.method} on {DATASET_NAMES.get(dataset, dataset)} {saved.image} ({saved.reference_folder})"
         if parts:
             caption += ": accuracy " + ", ".join(parts)
-        pictures.append(MatchPicture(dataset, saved.method, saved.level_folder, saved.image, saved.run, caption, file))
+        pictures.append(MatchPicture(dataset, saved.method, saved.reference_folder, saved.image, saved.run, caption,
+                                     file))
     return pictures

@@ -136,7 +136,7 @@ def test_plugin_dataset_and_metric_reach_every_consumer(
     assert main([*plugins, "run", "-p", "tiny_pairs:refsr_mse", "-m", "bicubic", "--data", str(data),
                  "--out", str(out / "run_mse")]) == 0
     rows = _records(out / "run_mse" / "records.csv")
-    assert {r["image"] for r in rows} == {"a", "b"} and {r["level"] for r in rows} == {"pair"}
+    assert {r["image"] for r in rows} == {"a", "b"} and {r["reference"] for r in rows} == {"pair"}
     by_image = {(r["image"], r["metric"]): float(r["value"]) for r in rows}
     for image in ("a", "b"):
         mse = by_image[(image, "mse_rgb")]
@@ -212,7 +212,7 @@ def test_run_fills_ccnet_table3_sintel(shared: Path, tmp_path: Path) -> None:
     out = tmp_path / "sintel"
     assert main(["run", "-p", "sintel:ccnet2017", "-m", "bicubic", "--data", str(data), "--out", str(out)]) == 0
     rows = _records(out / "records.csv")
-    assert {(r["protocol"], r["preset"], r["level"], r["metric"]) for r in rows} == {
+    assert {(r["dataset"], r["preset"], r["reference"], r["metric"]) for r in rows} == {
         ("sintel", "ccnet2017", "pair", "psnr_rgb")}
     first = next(r for r in rows if r["image"] == items[0].name)
     hr = np.asarray(Image.open(items[0].hr).convert("RGB"))

@@ -113,14 +113,14 @@ def test_five_level_run_and_stitched_reference(tmp_path: Path) -> None:
         == 0
     )
     records = read_records(out / "records.csv")
-    assert sorted({r.level for r in records}) == [f"level:{k}" for k in "12345"]
+    assert sorted({r.reference for r in records}) == [f"level:{k}" for k in "12345"]
     assert len(records) == 5 * 2 * 2  # levels x groups x (psnr_y, ssim_y)
     # bicubic ignores the reference: every level gives the same numbers
-    by_level = {lvl: sorted(r.value for r in records if r.level == lvl) for lvl in {r.level for r in records}}
+    by_level = {lvl: sorted(r.value for r in records if r.reference == lvl) for lvl in {r.reference for r in records}}
     assert len({tuple(v) for v in by_level.values()}) == 1
     out2 = tmp_path / "stitched"
     assert main(["run", "-p", "cufed5:masa2021", "-m", "bicubic", "--data", str(tmp_path), "--out", str(out2)]) == 0
-    assert {r.level for r in read_records(out2 / "records.csv")} == {"stitch5_masa"}
+    assert {r.reference for r in read_records(out2 / "records.csv")} == {"stitch5_masa"}
 
 
 def test_dataset_job_runs_gates_and_renders_on_a_replica(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -131,6 +131,6 @@ def test_dataset_job_runs_gates_and_renders_on_a_replica(tmp_path: Path, capsys:
         ["dataset-job", "cufed5", "--data", str(tmp_path), "--weights", str(tmp_path / "no_weights"), "--out", str(out)]
     )
     assert status == 0, capsys.readouterr().err
-    levels = {r.level for r in read_records(out / "cufed5_refsr" / "all" / "records.csv")}
+    levels = {r.reference for r in read_records(out / "cufed5_refsr" / "all" / "records.csv")}
     assert levels == {f"level:{k}" for k in "12345"}
     assert (out / "report" / "index.html").is_file()

@@ -399,7 +399,7 @@ def _cli(argv: list[str]) -> int:
     return int(args.handler(args))
 
 
-def test_match_cli_writes_records_and_manifest(tmp_path: Path) -> None:
+def test_match_cli_writes_records_and_run_json(tmp_path: Path) -> None:
     root = _fake_sintel(tmp_path / "data", height=32, width=48)
     out = tmp_path / "out"
     argv = ["match", "-m", "zncc", "zncc_blurry", "-d", "sintel", "--data", str(root), "--scale", "4",
@@ -407,18 +407,19 @@ def test_match_cli_writes_records_and_manifest(tmp_path: Path) -> None:
     assert _cli(argv) == 0
     with open(out / "records.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["run_id", "protocol", "preset", "method", "level", "image", "metric", "value"]
+    assert list(rows[0]) == ["run_id", "dataset", "preset", "method", "reference", "image", "metric", "value"]
     assert {r["preset"] for r in rows} == {"ccnet2017[scale=4;search_radius_px=8]"}
-    assert {r["level"] for r in rows} == {"clean"} and {r["protocol"] for r in rows} == {"sintel"}
+    assert {r["reference"] for r in rows} == {"clean"} and {r["dataset"] for r in rows} == {"sintel"}
     for method in ("zncc", "zncc_blurry"):
         mine = {(r["image"], r["metric"]): float(r["value"]) for r in rows if r["method"] == method}
         assert mine[("ALL", "n_positions")] == mine[("scene_a/frame_0001", "n_positions")] > 0
         curve = [mine[("ALL", f"acc_le_{t}px")] for t in range(8)]
         assert all(0 <= a <= 1 for a in curve) and curve == sorted(curve)
     run = json.loads((out / "run.json").read_text())["runs"][0]
-    assert run["levels"]["clean"]["options"]["search_radius_px"] == 8
+    assert run["references"]["clean"]["options"]["search_radius_px"] == 8
     assert run["methods"]["zncc"]["choices"]["search_radius_px"].startswith("8 ")
-    assert run["protocol"] == "sintel" and run["protocol_spec"]["name"] == "ccnet2017[scale=4;search_radius_px=8]"
+    assert run["schema"] == 3 and "protocol" not in run
+    assert run["dataset"] == "sintel" and run["protocol_spec"]["name"] == "ccnet2017[scale=4;search_radius_px=8]"
     assert "±8 px window" in run["protocol_sentence"]
     assert "| sintel | ccnet2017[scale=4;search_radius_px=8] | clean | zncc |" in (out / "table.md").read_text()
     with pytest.raises(UserError, match="missing folder .*final"):

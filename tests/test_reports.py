@@ -101,7 +101,7 @@ def test_marks_are_tie_aware_at_the_displayed_precision() -> None:
     records = _records([("set14", "sisr_std", m, "self_lr", "000", "psnr_y", v)
                         for m, v in zip(("bicubic", "bicubic_matlab", "bicubic_matlab_u8", "carn_m"), values,
                                         strict=True)])
-    column = ColumnSpec("set14/psnr", "Set14", "PSNR-Y", "quality", "set14", "psnr_y", True, 2, level="self_lr")
+    column = ColumnSpec("set14/psnr", "Set14", "PSNR-Y", "quality", "set14", "psnr_y", True, 2, reference="self_lr")
     spec = TableSpec("t", "T", "", ("bicubic", "bicubic_matlab", "bicubic_matlab_u8", "carn_m"), (column,),
                      "sisr_std")
     model = build_table(spec, Results(records=records), [])
@@ -140,7 +140,7 @@ def test_build_table_cells_reasons_and_marks() -> None:
         ("cufed5", "masa2021", "b", "level:1", "000", "psnr_y", 99.0),  # another preset: must not leak in
     ])
     column = ColumnSpec("cufed5/psnr", "CUFED5", "PSNR-Y", "quality", "cufed5", "psnr_y", True, 2,
-                        level="level:1", paper_split="XH", paper_metric="psnr")
+                        reference="level:1", paper_split="XH", paper_metric="psnr")
     spec = TableSpec("t", "T", "", ("a", "b", "c", "w", "x", "d"), (column,), "refsr", paper_table="P T1")
     paper = [_paper("27.00", "a"), _paper("25.00", "x")]
     availability = Availability(
@@ -184,7 +184,7 @@ def test_lower_is_better_cost_column_and_pooled_matching() -> None:
     records = _records([("sintel", "p", "z", "clean", "f1", "acc_le_0px", 0.2),
                         ("sintel", "p", "z", "clean", "f2", "acc_le_0px", 0.4),
                         ("sintel", "p", "z", "clean", POOLED_IMAGE, "acc_le_0px", 0.25)])
-    accuracy = ColumnSpec("a0", "", "≤0", "matching", "sintel", "acc_le_0px", True, 1, level="*", ours_scale=100.0)
+    accuracy = ColumnSpec("a0", "", "≤0", "matching", "sintel", "acc_le_0px", True, 1, reference="*", ours_scale=100.0)
     model = build_table(TableSpec("m", "M", "", ("z",), (accuracy,), None), Results(records=records), [])
     assert model.rows[0].cells[0].ours == pytest.approx(25.0)  # the pooled value, not the frame mean (30)
 

@@ -91,16 +91,16 @@ def test_resume_with_other_weights_is_refused(tmp_path: Path, data: Path, capsys
 
 def test_added_method_and_level_are_recorded_and_equal_a_fresh_run(tmp_path: Path, data: Path, clean: Path, capsys):
     assert _run(capsys, data, clean, "-m", "bicubic_matlab")[0] == 0
-    manifest = json.loads((clean / "run.json").read_text())
-    assert manifest["extensions"] == [{"added_methods": ["bicubic_matlab"], "added_levels": []}]
+    run_json = json.loads((clean / "run.json").read_text())
+    assert run_json["extensions"] == [{"added_methods": ["bicubic_matlab"], "added_references": []}]
     fresh = tmp_path / "fresh"
     assert _run(capsys, data, fresh, "-m", "bicubic_matlab")[0] == 0
     # same identity (methods bicubic + bicubic_matlab), so the same run_id on every row
     assert (clean / "records.csv").read_bytes() == (fresh / "records.csv").read_bytes()
     assert _run(capsys, data, clean, "-m", "bicubic_matlab", "--ref-policy", "self_lr")[0] == 0
-    manifest = json.loads((clean / "run.json").read_text())
-    assert manifest["extensions"][-1] == {"added_methods": [], "added_levels": ["self_lr"]}
-    assert {r.level for r in read_records(clean / "records.csv")} == {"none", "self_lr"}
+    run_json = json.loads((clean / "run.json").read_text())
+    assert run_json["extensions"][-1] == {"added_methods": [], "added_references": ["self_lr"]}
+    assert {r.reference for r in read_records(clean / "records.csv")} == {"none", "self_lr"}
 
 
 # --- one writer ---------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -132,9 +133,13 @@ def test_records_format(replica: Path) -> None:
     out = replica / "fmt"
     subprocess.run(_command(replica, out), check=True, env=_env(), capture_output=True, timeout=300)
     lines = (out / "records.csv").read_text().splitlines()
-    assert lines[0] == "run_id,protocol,preset,method,level,image,metric,value"
+    assert lines[0] == "run_id,dataset,preset,method,reference,image,metric,value"  # records version 2
     first = lines[1].split(",")
     assert first[1:6] == ["set5", "refsr", "slow_bicubic", "self_lr", "im00"] and first[6] == "psnr_y"
     assert len(first[7].split(".")[1]) == 6
-    manifest = (out / "run.json").read_text()
-    assert '"crop_border": 4' in manifest and "git_sha" in manifest and "cudnn_deterministic" in manifest
+    run_json_text = (out / "run.json").read_text()
+    assert '"crop_border": 4' in run_json_text and "git_sha" in run_json_text and "cudnn_deterministic" in run_json_text
+    run_json = json.loads(run_json_text)
+    assert run_json["schema"] == 3 and run_json["identity"]["schema"] == 3
+    assert run_json["dataset"] == "set5" and "protocol" not in run_json
+    assert run_json["reference_policies"] == ["self_lr"]

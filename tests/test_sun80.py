@@ -115,13 +115,13 @@ def test_reference_draws_report_mean_and_std(tmp_path: Path, capsys: pytest.Capt
     assert main([*argv, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     frame = pd.DataFrame([r.__dict__ for r in read_records(out / "records.csv")])
-    assert sorted(frame["level"].unique()) == ["draw:0", "draw:1", "draw:2"]
+    assert sorted(frame["reference"].unique()) == ["draw:0", "draw:1", "draw:2"]
     # each draw used the reference the documented rule picks for that seed
     for item in load_items("sun80", tmp_path):
         for seed in range(3):
             ref = _reference_array(item, f"draw:{seed}", "sun80", get_preset("refsr"))
             assert ref is not None and ref.shape[0] == 40 + expected_match_index(item.name, seed, 5)
-    psnr = frame[frame["metric"] == "psnr_y"].groupby("level")["value"].mean().to_numpy()
+    psnr = frame[frame["metric"] == "psnr_y"].groupby("reference")["value"].mean().to_numpy()
     assert psnr.std() > 0  # the draws differ, so the spread is informative
     assert f"ref_height_probe psnr_y: {psnr.mean():.4f} ± {psnr.std(ddof=1):.4f} (3 draws)" in printed
     bad_level = ["run", "-p", "sun80", "-m", "ref_height_probe", "--level", "draws:x", "--out", str(out)]
