@@ -27,7 +27,7 @@ VERB_MODULES: dict[str, tuple[str, str]] = {
     "audit": ("bench.audit", "one method under every applicable preset (protocol audit table)"),
     "dataset-job": ("bench.jobs", "run + gate + report for one dataset (tox -e DATASET)"),
     "manifest": ("bench.manifests", "draw and commit the random references (Sun80, Manga109)"),
-    "report": ("reports.cli", "HTML page, LaTeX tables and plots from run folders"),
+    "report": ("bench.report_cli", "HTML page, LaTeX tables and plots from run folders"),
     "demo": ("bench.demo", "the main job: embedded data, cost table, HTML report (offline)"),
     "gpu-check": ("bench.gpu_check", "fixture equality, deform-conv check and cost of every network on one device"),
 }

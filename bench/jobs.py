@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.demo import offline_methods
 from bench.gate import GOLDEN_DIR, format_table, gate, read_golden
+from bench.matching_accuracy import MatchConfig, match_accuracy
 from bench.records import read_records
 from bench.runner import RunConfig, level_policies, run
+from bench.weights import matchers, runnable_methods
 from protocols.core import UserError
 from protocols.datasets import DATASETS, JobStep, load_items
+from protocols.spec import get_preset
 
 
 def jobs() -> dict[str, tuple[JobStep, ...]]:
@@ -23,15 +25,11 @@ def jobs() -> dict[str, tuple[JobStep, ...]]:
 
 
 def _run_step(dataset: str, step: JobStep, out: Path, data: str | None, weights: str | None) -> Path:
-    sr_methods, matchers = offline_methods(weights)
     if step.kind == "matching":
-        from bench.cli import main as cli_main
-
         target = out / f"matching_{dataset}"
-        argv = ["match", "-m", *matchers, "-d", dataset, "--out", str(target)] + (["--data", data] if data else [])
-        if cli_main(argv):
-            raise UserError(f"matching job on {dataset} failed")
+        match_accuracy(MatchConfig(methods=tuple(matchers()), dataset=dataset, out=target, data=data))
         return target
+    sr_methods = runnable_methods(weights, get_preset(step.preset).scale)
     methods = tuple(m for m in (step.methods or sr_methods) if m in sr_methods)
     target = out / f"{dataset}_{step.preset}" / (step.levels or "default").replace(":", "_")
     run(
@@ -68,7 +66,7 @@ def dataset_job(dataset: str, out: Path, data: str | None, weights: str | None) 
         print(f"\ngate {run_dir}:\n{format_table(verdicts)}")
         print(f"{len(checked)} golden keys checked" + ("" if checked else " (none committed for this run)"))
         failed |= any(v.verdict in ("FAIL", "MISSING") for v in verdicts)
-    from reports.cli import render_report
+    from reports.page import render_report
 
     index = render_report([out], out / "report")
     print(f"report: {index}")

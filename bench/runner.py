@@ -28,14 +28,8 @@ from methods.registry import create, resolve
 from protocols.core import Sample, UserError
 from protocols.datasets import DatasetItem, data_root, get_dataset, load_items, locate
 from protocols.imageio import image_size
-from protocols.pipeline import (
-    center_pad_amounts,
-    check_scored_size,
-    make_sample,
-    resolve_policy,
-    score_levels,
-    scored_levels,
-)
+from protocols.pipeline import center_pad_amounts, make_sample, resolve_policy
+from protocols.scoring import check_scored_size, score_levels, scored_levels
 from protocols.spec import ProtocolSpec, get_preset
 
 RANDOM_WEIGHTS_TAG = "[random-weights]"
