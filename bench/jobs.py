@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench import distributed
 from bench.gate import GOLDEN_DIR, format_table, gate, read_golden
 from bench.matching_accuracy import MatchConfig, match_accuracy
 from bench.records import read_records
@@ -17,6 +18,7 @@ from bench.weights import matchers, runnable_methods
 from protocols.core import UserError
 from protocols.datasets import DATASETS, JobStep, load_items
 from protocols.spec import get_preset
+from reports.page import render_report
 
 
 def jobs() -> dict[str, tuple[JobStep, ...]]:
@@ -41,7 +43,8 @@ def _run_step(dataset: str, step: JobStep, out: Path, data: str | None, weights:
             data_root=data,
             weights=weights,
             reference_policies=level_policies(step.levels),
-        )
+        ),
+        allow_distributed=True,
     )
     return target
 
@@ -57,7 +60,13 @@ def dataset_job(dataset: str, out: Path, data: str | None, weights: str | None) 
         matching.check_dataset(dataset, data)
     if any(step.kind == "quality" for step in steps):
         load_items(dataset, data)
-    run_dirs = [_run_step(dataset, step, out, data, weights) for step in steps]
+    with distributed.process_group() as ctx:  # under torchrun every rank takes part in each run, in order
+        if ctx.world_size > 1 and any(step.kind == "matching" for step in steps):
+            raise UserError(f"the {dataset} job has a matching step, which runs as one process; "
+                            "start `dataset-job` without torchrun")
+        run_dirs = [_run_step(dataset, step, out, data, weights) for step in steps]
+    if ctx.rank != 0:
+        return 0  # rank 0 gates and reports
     failed = False
     golden = read_golden(sorted(GOLDEN_DIR.glob("*.csv")))
     for run_dir in run_dirs:
@@ -66,8 +75,6 @@ def dataset_job(dataset: str, out: Path, data: str | None, weights: str | None) 
         print(f"\ngate {run_dir}:\n{format_table(verdicts)}")
         print(f"{len(checked)} golden keys checked" + ("" if checked else " (none committed for this run)"))
         failed |= any(v.verdict in ("FAIL", "MISSING") for v in verdicts)
-    from reports.page import render_report
-
     index = render_report([out], out / "report")
     print(f"report: {index}")
     return 1 if failed else 0

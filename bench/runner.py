@@ -255,14 +255,15 @@ def run(
 ) -> list[Record]:
     """Evaluate ``config``; ``prediction_cache`` (optional) reuses SR outputs across presets that give a
     method identical inputs (the protocol audit runs many presets that share an LR). Under torchrun,
-    ``allow_distributed`` (the ``run`` verb) spreads the work over the ranks (``bench.distributed``);
-    other callers are refused there rather than run once per rank into one folder."""
+    ``allow_distributed`` (the ``run``, ``audit`` and ``dataset-job`` verbs) spreads the work over the ranks
+    (``bench.distributed``); other callers are refused there rather than run once per rank into one folder."""
     from bench import distributed
 
     ctx = distributed.context()
     if ctx.world_size > 1:
         if not allow_distributed:
-            raise UserError("only `refsr-bench run` is distributed under torchrun; run this verb as one process")
+            raise UserError("only `run`, `audit` and `dataset-job` are distributed under torchrun; "
+                            "run this verb as one process")
         return distributed.run(config, ctx)
     work = plan(config)
     rundir.make_out_dir(config.out_dir)

@@ -146,7 +146,7 @@ def test_plugin_dataset_and_metric_reach_every_consumer(
         assert by_image[(image, "psnr_rgb")] == pytest.approx(10 * math.log10(255.0**2 / mse), abs=1e-6)
 
     # dataset-job (what `tox -e tiny_pairs` would run): the card's steps, the gate, the report
-    monkeypatch.setattr(bench.jobs, "offline_methods", lambda weights: (["bicubic"], []))
+    monkeypatch.setattr(bench.jobs, "runnable_methods", lambda weights, scale: ["bicubic"])
     monkeypatch.setattr(reports.page, "suite_availability", lambda data=None, weights=None: EVERYTHING)
     assert main([*plugins, "dataset-job", "tiny_pairs", "--data", str(data), "--out", str(out / "job")]) == 0
     job_rows = _records(out / "job" / "tiny_pairs_refsr" / "default" / "records.csv")
