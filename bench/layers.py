@@ -3,7 +3,7 @@ only modules of its own rank or below (``tests/test_layers.py`` parses every mod
 
     0 protocols  data, degradations, reference policies, metrics, presets (``protocols.*``)
     1 methods    networks, their cards and weight files (``methods.*``, ``bench.weights``)
-    2 results    torch-free results: records, run directory and identity, provenance, GPU facts
+    2 results    torch-free results: records, run directory and identity, provenance, GPU facts, golden gate
     3 reports    tables, plots, visuals, the HTML/LaTeX report (``reports.*``)
     4 engines    evaluation: runner, torchrun, matching accuracy, cost measurement, port fixtures
     5 commands   the verbs (argparse lives only here), each a thin wrapper over a typed function below
@@ -27,6 +27,7 @@ LAYER_OF: dict[str, str] = {
     "bench.rundir": "results",
     "bench.provenance": "results",
     "bench.gpu_specs": "results",
+    "bench.gate": "results",  # golden files and the comparison of records with them (verbs: bench.gate_cli)
     "reports": "reports",
     "bench.runner": "engines",
     "bench.distributed": "engines",
@@ -35,7 +36,7 @@ LAYER_OF: dict[str, str] = {
     "bench.cost": "engines",  # MAC tracing, latency, memory; the cost.csv format goes to `results` when split out
     "bench.flop_handlers": "engines",
     "bench.fixtures": "engines",
-    "bench": "commands",  # cli, __main__, the *_cli verbs, gate, audit, jobs, manifests, demo, gpu_check
+    "bench": "commands",  # cli, __main__, the *_cli verbs, audit, jobs, manifests, demo, gpu_check
 }
 
 
