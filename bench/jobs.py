@@ -61,9 +61,6 @@ def dataset_job(dataset: str, out: Path, data: str | None, weights: str | None) 
     if any(step.kind == "quality" for step in steps):
         load_items(dataset, data)
     with distributed.process_group() as ctx:  # under torchrun every rank takes part in each run, in order
-        if ctx.world_size > 1 and any(step.kind == "matching" for step in steps):
-            raise UserError(f"the {dataset} job has a matching step, which runs as one process; "
-                            "start `dataset-job` without torchrun")
         run_dirs = [_run_step(dataset, step, out, data, weights) for step in steps]
     if ctx.rank != 0:
         return 0  # rank 0 gates and reports

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from bench import distributed
 from bench.records import Record, read_records, write_records
 from protocols.core import UserError
 from protocols.datasets import get_dataset
@@ -115,14 +116,45 @@ def _data_root(text: str | None) -> Path | None:
     return Path(text) if text else None
 
 
+# (frame accuracy, wall seconds, CPU seconds) of one matcher on one frame
+FrameResult = tuple[FrameAccuracy, float, float]
+
+
+def _evaluate_frames(methods: Mapping[str, Any], dataset: Any, options: MatchingOptions,
+                     entries: list[str]) -> dict[str, dict[str, FrameResult]]:
+    """entry -> matcher -> result for ``entries`` of ``dataset``; one progress line per (entry, matcher)."""
+    results: dict[str, dict[str, FrameResult]] = {}
+    for entry in entries:
+        item = dataset.load(entry)
+        for name, method in methods.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            frame = evaluate_item(method, item, options)
+            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
+            results.setdefault(entry, {})[name] = (frame, seconds, cpu_seconds)
+            acc = frame.accuracy()
+            print(f"[{dataset.level}] {entry} {name}: acc<=0 {acc[0]:.3f} acc<=1 {acc[1]:.3f} "
+                  f"n={frame.n_positions} ({seconds:.1f} s)", file=sys.stderr, flush=True)
+    return results
+
+
+def _gather(results: dict[str, dict[str, FrameResult]], ctx: distributed.Context) -> dict[str, dict[str, FrameResult]]:
+    """Every rank's results on rank 0 (other ranks: their own); a no-op outside torchrun."""
+    if ctx.world_size == 1:
+        return results
+    import torch.distributed as dist
+
+    shares: list[Any] | None = [None] * ctx.world_size if ctx.rank == 0 else None
+    dist.gather_object(results, shares, dst=0)
+    return {entry: row for share in shares for entry, row in share.items()} if shares is not None else results
+
+
 def match_accuracy(config: MatchConfig) -> list[Record]:
     """Evaluate ``config`` and write ``config.out`` (records.csv, run.json, table.md); returns every record of
-    ``records.csv`` afterwards (the kept rows of other levels/methods first, then this run's)."""
+    ``records.csv`` afterwards (the kept rows of other levels/methods first, then this run's). Under torchrun the
+    frames are dealt round-robin to the ranks and rank 0 writes the same files one process would (run.json's
+    timings aside); other ranks return an empty list."""
     from methods.registry import create
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise UserError("`match` runs as one process, not under torchrun (it is a few frames per matcher); "
-                        "start it without torchrun")
     if config.threads:
         torch.set_num_threads(config.threads)
     if config.max_frames is not None and config.max_frames < 1:
@@ -162,27 +194,27 @@ def match_accuracy(config: MatchConfig) -> list[Record]:
     records: list[Record] = []
     timings: dict[str, dict[str, Any]] = {}
     level_meta: dict[str, Any] = {}
-    for options, dataset, entries in plans:
-        per_method: dict[str, list[FrameAccuracy]] = {name: [] for name in names}
-        for entry in entries:
-            item = dataset.load(entry)
-            for name, method in methods.items():
-                start, start_cpu = time.perf_counter(), time.process_time()
-                frame = evaluate_item(method, item, options)  # type: ignore[arg-type]
-                seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
-                per_method[name].append(frame)
-                timing = timings.setdefault(name, {"per_frame_s": {}, "per_frame_cpu_s": {}})
-                timing["per_frame_s"][f"{dataset.level}/{entry}"] = round(seconds, 3)
-                timing["per_frame_cpu_s"][f"{dataset.level}/{entry}"] = round(cpu_seconds, 3)
-                acc = frame.accuracy()
-                print(f"[{dataset.level}] {entry} {name}: acc<=0 {acc[0]:.3f} acc<=1 {acc[1]:.3f} "
-                      f"n={frame.n_positions} ({seconds:.1f} s)", file=sys.stderr, flush=True)
-        for name, frames in per_method.items():
-            for image, metric, value in accuracy_rows(frames):
-                records.append(Record(run_id, dataset.name, options.preset_id(), name, dataset.level, image,
-                                      metric, float(value)))
-        level_meta[dataset.level] = {"options": options.to_dict(), "frames": list(entries),
-                                     "dataset": _json_ready(dataset.meta)}
+    with distributed.process_group() as ctx:  # gloo: only the per-frame results travel between ranks
+        for options, dataset, entries in plans:
+            results = _gather(_evaluate_frames(methods, dataset, options, entries[ctx.rank :: ctx.world_size]), ctx)
+            if ctx.rank != 0:
+                continue
+            per_method: dict[str, list[FrameAccuracy]] = {name: [] for name in names}
+            for entry in entries:  # the single-process order, whichever rank evaluated the frame
+                for name in names:
+                    frame, seconds, cpu_seconds = results[entry][name]
+                    per_method[name].append(frame)
+                    timing = timings.setdefault(name, {"per_frame_s": {}, "per_frame_cpu_s": {}})
+                    timing["per_frame_s"][f"{dataset.level}/{entry}"] = round(seconds, 3)
+                    timing["per_frame_cpu_s"][f"{dataset.level}/{entry}"] = round(cpu_seconds, 3)
+            for name, frames in per_method.items():
+                for image, metric, value in accuracy_rows(frames):
+                    records.append(Record(run_id, dataset.name, options.preset_id(), name, dataset.level, image,
+                                          metric, float(value)))
+            level_meta[dataset.level] = {"options": options.to_dict(), "frames": list(entries),
+                                         "dataset": _json_ready(dataset.meta)}
+    if ctx.rank != 0:
+        return []  # rank 0 writes
     for timing in timings.values():
         for kind in ("s", "cpu_s"):
             values = list(timing[f"per_frame_{kind}"].values())

@@ -212,12 +212,16 @@ def test_dataset_job_under_torchrun_equals_one_process(tmp_path: Path, capsys, o
     assert (tmp_path / "multi" / "report" / "index.html").is_file() and multi.stdout.count("report: ") == 1
 
 
-def test_match_is_refused_under_torchrun(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "1")
-    status, _, err = cli(capsys, "match", "-m", "zncc", "-d", "demo_stereo", "--out", tmp_path / "match")
-    assert status == 2 and "`match` runs as one process, not under torchrun" in err
-    assert not (tmp_path / "match").exists()
+def test_match_under_torchrun_equals_one_process(tmp_path: Path, capsys, one_thread: None) -> None:
+    """Three embedded homography pairs dealt to two ranks (0 and 2 | 1): the same records.csv and table.md as one
+    process."""
+    argv = ("match", "-m", "zncc", "-d", "demo_homography", "--max-frames", "3", "--scale", "4", "--search-radius", "2")
+    assert cli(capsys, *argv, "--out", tmp_path / "single")[0] == 0
+    multi = _torchrun(*argv, "--out", str(tmp_path / "multi"))
+    for name in ("records.csv", "table.md"):
+        assert (tmp_path / "multi" / name).read_bytes() == (tmp_path / "single" / name).read_bytes(), name
+    assert multi.stdout.count("wrote ") == 1
+    assert len({line.split()[1] for line in multi.stderr.splitlines() if line.startswith("[")}) == 3  # 3 frames
 
 
 def test_verbs_that_are_not_distributed_are_refused_under_torchrun(
