@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from bench import distributed
 from bench.records import Record
 from bench.runner import RunConfig, run
 from methods.registry import card, resolve
@@ -70,7 +71,10 @@ def audit(
     data_root: str | None,
     weights: str | None,
     presets: list[str] | None = None,
-) -> pd.DataFrame:
+) -> pd.DataFrame | None:
+    """Run ``method`` on ``dataset`` under every applicable preset (or ``presets``) into OUT/<preset>/ and write
+    OUT/audit.csv; returns the audit table. Under torchrun each run is distributed and only rank 0 gets the
+    table (other ranks: None)."""
     get_dataset(dataset)
     (method,) = resolve([method])
     specs = applicable_presets(method, dataset)
@@ -85,16 +89,19 @@ def audit(
         raise UserError(f"no preset applies to {method} on {dataset}")
     records: list[Record] = []
     cache: dict[tuple[str, ...], torch.Tensor] = {}
-    for spec in specs:
-        config = RunConfig(
-            dataset=dataset,
-            preset=spec.name,
-            methods=(method,),
-            out_dir=out_dir / spec.name,
-            data_root=data_root,
-            weights=weights,
-        )
-        records += run(config, prediction_cache=cache)
+    with distributed.process_group() as ctx:  # under torchrun every rank takes part in each preset's run, in order
+        for spec in specs:
+            config = RunConfig(
+                dataset=dataset,
+                preset=spec.name,
+                methods=(method,),
+                out_dir=out_dir / spec.name,
+                data_root=data_root,
+                weights=weights,
+            )
+            records += run(config, prediction_cache=cache, allow_distributed=True)
+    if ctx.rank != 0:
+        return None  # rank 0 writes the audit table
     table = audit_table(records)
     table.to_csv(out_dir / "audit.csv", float_format="%.6f")
     return table
@@ -102,6 +109,8 @@ def audit(
 
 def _cmd_audit(args: argparse.Namespace) -> int:
     table = audit(args.method, args.dataset, Path(args.out), args.data, args.weights, args.presets)
+    if table is None:
+        return 0  # under torchrun only rank 0 reports
     print(format_audit_table(table))
     print(f"wrote {Path(args.out) / 'audit.csv'} and one run folder per preset")
     return 0

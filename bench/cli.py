@@ -22,12 +22,12 @@ from protocols.errors import UserError
 VERB_MODULES: dict[str, tuple[str, str]] = {
     "match": ("bench.match_cli", "matching accuracy (fraction within 0..7 px) of matchers on Sintel / HCI / demos"),
     "cost": ("bench.cost_cli", "parameters, MACs (GMACs), latency and peak memory of methods"),
-    "gate": ("bench.gate", "compare a run with golden values; exit 1 on drift"),
-    "accept": ("bench.gate", "write golden values from a run (explicit request only)"),
+    "gate": ("bench.gate_cli", "compare a run with golden values; exit 1 on drift"),
+    "accept": ("bench.gate_cli", "write golden values from a run (explicit request only)"),
     "audit": ("bench.audit", "one method under every applicable preset (protocol audit table)"),
     "dataset-job": ("bench.jobs", "run + gate + report for one dataset (tox -e DATASET)"),
     "manifest": ("bench.manifests", "draw and commit the random references (Sun80, Manga109)"),
-    "report": ("reports.cli", "HTML page, LaTeX tables and plots from run folders"),
+    "report": ("bench.report_cli", "HTML page, LaTeX tables and plots from run folders"),
     "demo": ("bench.demo", "the main job: embedded data, cost table, HTML report (offline)"),
     "gpu-check": ("bench.gpu_check", "fixture equality, deform-conv check and cost of every network on one device"),
 }

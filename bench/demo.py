@@ -299,7 +299,7 @@ def run_cost(networks: tuple[tuple[str, int], ...], out_dir: Path, settings: Dem
 def demo(out_dir: Path, weights: str | None, settings: DemoSettings = QUICK) -> DemoResult:
     import torch
 
-    from reports.cli import render_report, suite_availability
+    from reports.page import render_report, suite_availability
     from reports.tables import Availability
 
     runs = out_dir / "runs"

@@ -14,15 +14,21 @@ Launched by torchrun (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` set, ``WORLD_SIZE
 
 A rerun (or torchrun's ``--max-restarts``) resumes from every part written. Ranks run on ``cuda:LOCAL_RANK``
 when ``--device cuda`` is given, else on the CPU with the gloo backend.
+
+Verbs that make several runs (``audit``, ``dataset-job``) join the process group once (``process_group``) and
+make each inner run this way, every rank taking part in each run in the same order; rank 0 alone then
+writes what comes after the runs (tables, gate, report).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -115,6 +121,25 @@ def _init_process_group(backend: str, ctx: Context) -> None:
     dist.init_process_group(backend, store=prefixed, rank=ctx.rank, world_size=ctx.world_size, timeout=timeout)
 
 
+def _backend(device: str) -> str:
+    return "nccl" if device.startswith("cuda") else "gloo"
+
+
+@contextlib.contextmanager
+def process_group(device: str = "cpu") -> Iterator[Context]:
+    """Join torchrun's process group for the whole block (a verb making several runs); outside torchrun, or
+    when the group is already joined, nothing is done. Yields this process's ``Context``."""
+    ctx = context()
+    if ctx.world_size <= 1 or dist.is_initialized():
+        yield ctx
+        return
+    _init_process_group(_backend(device), ctx)
+    try:
+        yield ctx
+    finally:
+        dist.destroy_process_group()
+
+
 def _raise_first(errors: list[str | None]) -> None:
     for rank, error in enumerate(errors):
         if error is not None:
@@ -128,8 +153,9 @@ def run(config: Any, ctx: Context) -> list[Record]:
     device = config.device
     if device.startswith("cuda"):
         device = f"cuda:{ctx.local_rank}"
-    backend = "nccl" if device.startswith("cuda") else "gloo"
-    _init_process_group(backend, ctx)
+    joined_here = not dist.is_initialized()  # else a verb's ``process_group`` holds it across several runs
+    if joined_here:
+        _init_process_group(_backend(device), ctx)
     lock: rundir.RunLock | None = None
     try:
         rank_config = dataclasses.replace(config, device=device)
@@ -173,7 +199,8 @@ def run(config: Any, ctx: Context) -> list[Record]:
     finally:
         if lock is not None:
             lock.release()
-        dist.destroy_process_group()
+        if joined_here:
+            dist.destroy_process_group()
 
 
 def _evaluate_share(config: Any, work: Any, run_id: str, shares: list[list[Any]], done_before: int,

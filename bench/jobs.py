@@ -9,12 +9,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.demo import offline_methods
+from bench import distributed
 from bench.gate import GOLDEN_DIR, format_table, gate, read_golden
+from bench.matching_accuracy import MatchConfig, match_accuracy
 from bench.records import read_records
 from bench.runner import RunConfig, level_policies, run
+from bench.weights import matchers, runnable_methods
 from protocols.core import UserError
 from protocols.datasets import DATASETS, JobStep, load_items
+from protocols.spec import get_preset
+from reports.page import render_report
 
 
 def jobs() -> dict[str, tuple[JobStep, ...]]:
@@ -23,15 +27,11 @@ def jobs() -> dict[str, tuple[JobStep, ...]]:
 
 
 def _run_step(dataset: str, step: JobStep, out: Path, data: str | None, weights: str | None) -> Path:
-    sr_methods, matchers = offline_methods(weights)
     if step.kind == "matching":
-        from bench.cli import main as cli_main
-
         target = out / f"matching_{dataset}"
-        argv = ["match", "-m", *matchers, "-d", dataset, "--out", str(target)] + (["--data", data] if data else [])
-        if cli_main(argv):
-            raise UserError(f"matching job on {dataset} failed")
+        match_accuracy(MatchConfig(methods=tuple(matchers()), dataset=dataset, out=target, data=data))
         return target
+    sr_methods = runnable_methods(weights, get_preset(step.preset).scale)
     methods = tuple(m for m in (step.methods or sr_methods) if m in sr_methods)
     target = out / f"{dataset}_{step.preset}" / (step.levels or "default").replace(":", "_")
     run(
@@ -43,7 +43,8 @@ def _run_step(dataset: str, step: JobStep, out: Path, data: str | None, weights:
             data_root=data,
             weights=weights,
             reference_policies=level_policies(step.levels),
-        )
+        ),
+        allow_distributed=True,
     )
     return target
 
@@ -59,7 +60,10 @@ def dataset_job(dataset: str, out: Path, data: str | None, weights: str | None) 
         matching.check_dataset(dataset, data)
     if any(step.kind == "quality" for step in steps):
         load_items(dataset, data)
-    run_dirs = [_run_step(dataset, step, out, data, weights) for step in steps]
+    with distributed.process_group() as ctx:  # under torchrun every rank takes part in each run, in order
+        run_dirs = [_run_step(dataset, step, out, data, weights) for step in steps]
+    if ctx.rank != 0:
+        return 0  # rank 0 gates and reports
     failed = False
     golden = read_golden(sorted(GOLDEN_DIR.glob("*.csv")))
     for run_dir in run_dirs:
@@ -68,8 +72,6 @@ def dataset_job(dataset: str, out: Path, data: str | None, weights: str | None) 
         print(f"\ngate {run_dir}:\n{format_table(verdicts)}")
         print(f"{len(checked)} golden keys checked" + ("" if checked else " (none committed for this run)"))
         failed |= any(v.verdict in ("FAIL", "MISSING") for v in verdicts)
-    from reports.cli import render_report
-
     index = render_report([out], out / "report")
     print(f"report: {index}")
     return 1 if failed else 0

@@ -28,14 +28,8 @@ from methods.registry import create, resolve
 from protocols.core import Sample, UserError
 from protocols.datasets import DatasetItem, data_root, get_dataset, load_items, locate
 from protocols.imageio import image_size
-from protocols.pipeline import (
-    center_pad_amounts,
-    check_scored_size,
-    make_sample,
-    resolve_policy,
-    score_levels,
-    scored_levels,
-)
+from protocols.pipeline import center_pad_amounts, make_sample, resolve_policy
+from protocols.scoring import check_scored_size, score_levels, scored_levels
 from protocols.spec import ProtocolSpec, get_preset
 
 RANDOM_WEIGHTS_TAG = "[random-weights]"
@@ -263,14 +257,14 @@ def run(
 ) -> list[Record]:
     """Evaluate ``config``; ``prediction_cache`` (optional) reuses SR outputs across presets that give a
     method identical inputs (the protocol audit runs many presets that share an LR). Under torchrun,
-    ``allow_distributed`` (the ``run`` verb) spreads the work over the ranks (``bench.distributed``);
-    other callers are refused there rather than run once per rank into one folder."""
+    ``allow_distributed`` (the ``run``, ``audit`` and ``dataset-job`` verbs) spreads the work over the ranks
+    (``bench.distributed``); other callers are refused there rather than run once per rank into one folder."""
     from bench import distributed
 
     ctx = distributed.context()
     if ctx.world_size > 1:
         if not allow_distributed:
-            raise UserError("only `refsr-bench run` and `cost` are distributed under torchrun; "
+            raise UserError("only `run`, `audit`, `dataset-job`, `match` and `cost` are distributed under torchrun; "
                             "run this verb as one process")
         return distributed.run(config, ctx)
     work = plan(config)

@@ -140,6 +140,20 @@ def weight_status(method_card: MethodCard, folder: Path) -> str:
     return "manual" if any(f.source == "manual" for f in missing) else "fetchable"
 
 
+def runnable_methods(weights: str | Path | None, scale: int) -> list[str]:
+    """SR methods (not matchers) that support ``scale`` and run as published here: no learned parameters, or
+    every official weight file installed in ``weights_dir(weights)``. From the cards; nothing is built."""
+    folder = weights_dir(weights)
+    return [c.name for c in cards() if c.task != "matcher" and c.supports(scale)
+            and (not c.trained or weight_status(c, folder) == "installed")]
+
+
+def matchers() -> list[str]:
+    """The registered methods whose task is matching (the classical matchers; not the RefSR networks that also
+    have a correspondence step), in registry order."""
+    return [c.name for c in cards() if c.task == "matcher"]
+
+
 def missing_files(method: Method, folder: Path) -> list[str]:
     return [f.file_name for f in method.info.weights if not (folder / f.file_name).is_file()]
 

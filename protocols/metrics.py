@@ -116,7 +116,7 @@ CHANNELS = ("y", "rgb")
 
 @dataclass(frozen=True)
 class MetricCard:
-    """One quality metric, as data; ``protocols.pipeline.score``, preset validation and the report tables read it.
+    """One quality metric, as data; ``protocols.scoring.score``, preset validation and the report tables read it.
 
     ``function(sr, hr, *, crop_border) -> float`` takes float64 arrays on [0, 255] of the card's ``channels``:
     ``y`` = the luma plane (H, W) in the preset's Y form (or a Y-only preset's grey plane), ``rgb`` = the

@@ -11,7 +11,7 @@ import pytest
 from bench.audit import applicable_presets, audit, audit_table
 from bench.cli import main
 from bench.records import read_records
-from reports.cli import render_report
+from reports.page import render_report
 
 AUDIT_DIR = Path(__file__).resolve().parents[1] / "reports" / "results" / "audit"
 IMAGES_PER_DATASET = {"set5": 5, "set14": 14, "urban100": 25, "wrsr": 80}

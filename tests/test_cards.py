@@ -117,7 +117,7 @@ def test_plugin_dataset_and_metric_reach_every_consumer(
     tmp_path: Path, registries: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import bench.jobs
-    import reports.cli
+    import reports.page
 
     dataset_plugin, metric_plugin = tmp_path / "tiny_pairs.py", tmp_path / "mse_metric.py"
     dataset_plugin.write_text(textwrap.dedent(DATASET_PLUGIN))
@@ -146,8 +146,8 @@ def test_plugin_dataset_and_metric_reach_every_consumer(
         assert by_image[(image, "psnr_rgb")] == pytest.approx(10 * math.log10(255.0**2 / mse), abs=1e-6)
 
     # dataset-job (what `tox -e tiny_pairs` would run): the card's steps, the gate, the report
-    monkeypatch.setattr(bench.jobs, "offline_methods", lambda weights: (["bicubic"], []))
-    monkeypatch.setattr(reports.cli, "suite_availability", lambda data=None, weights=None: EVERYTHING)
+    monkeypatch.setattr(bench.jobs, "runnable_methods", lambda weights, scale: ["bicubic"])
+    monkeypatch.setattr(reports.page, "suite_availability", lambda data=None, weights=None: EVERYTHING)
     assert main([*plugins, "dataset-job", "tiny_pairs", "--data", str(data), "--out", str(out / "job")]) == 0
     job_rows = _records(out / "job" / "tiny_pairs_refsr" / "default" / "records.csv")
     assert {(r["preset"], r["method"], r["metric"]) for r in job_rows} == {
@@ -156,7 +156,7 @@ def test_plugin_dataset_and_metric_reach_every_consumer(
     assert "TinyPairs" in fair  # the card's column label heads the dataset's columns
 
     # the report tables: the audit table (refsr vs refsr_mse on the plugin dataset) shows the plugin metric
-    reports.cli.render_report([out / "run_mse", out / "job"], out / "report", availability=EVERYTHING)
+    reports.page.render_report([out / "run_mse", out / "job"], out / "report", availability=EVERYTHING)
     audit = (out / "report" / "tables" / "audit_bicubic_tiny_pairs.tex").read_text()
     assert "MSE-RGB" in audit and "TinyPairs" in audit
     expected_mse = statistics.mean(by_image[(image, "mse_rgb")] for image in ("a", "b"))

@@ -12,8 +12,8 @@ from PIL import Image
 
 from bench.match_pictures import ERROR_BANDS_PX, match_errors, save_match_picture
 from bench.records import Record, write_records
-from reports.cli import render_report
 from reports.collect import collect, means
+from reports.page import render_report
 from reports.paper_values import load_paper_values
 from reports.tables import QUALITY_METRICS, build_all, everything_available
 

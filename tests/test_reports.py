@@ -231,7 +231,7 @@ def _write_saved_images(run: Path) -> None:
 
 
 def _render(out: Path, results_root: Path) -> Path:
-    from reports.cli import render_report
+    from reports.page import render_report
 
     return render_report([results_root], out, availability=STUB)
 
@@ -388,10 +388,10 @@ def test_html_opens_in_headless_chromium(rendered: Path, tmp_path: Path) -> None
 
 def test_report_verb_on_an_empty_results_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No runs: every seed-paper table is still written, our cells empty with a reason."""
-    import reports.cli
+    import reports.page
     from bench.cli import main
 
-    monkeypatch.setattr(reports.cli, "suite_availability", lambda data=None, weights=None: STUB)
+    monkeypatch.setattr(reports.page, "suite_availability", lambda data=None, weights=None: STUB)
     (tmp_path / "results").mkdir()
     assert main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "out")]) == 0
     written = sorted(p.stem for p in (tmp_path / "out" / "tables").glob("*.tex"))
@@ -401,7 +401,7 @@ def test_report_verb_on_an_empty_results_folder(tmp_path: Path, monkeypatch: pyt
 
 
 def test_suite_availability_reasons(tmp_path: Path) -> None:
-    from reports.cli import suite_availability
+    from reports.page import suite_availability
 
     availability = suite_availability(data=str(tmp_path), weights=str(tmp_path))
     assert availability.method_problem("rcan") == REASON_NOT_IN_SUITE

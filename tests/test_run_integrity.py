@@ -21,7 +21,8 @@ from rundata import cli, make_cufed5, make_set5, register_gain_bicubic
 from bench.records import CHECKSUM_FILE, read_records
 from bench.rundir import RunLock
 from protocols.datasets import load_items
-from protocols.pipeline import make_sample, score_levels
+from protocols.pipeline import make_sample
+from protocols.scoring import score_levels
 from protocols.spec import get_preset
 
 ROOT = Path(__file__).resolve().parents[1]

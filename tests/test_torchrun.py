@@ -175,13 +175,63 @@ def test_a_second_job_into_a_locked_directory_is_refused(tmp_path: Path, capsys)
     assert (out / "records.csv").read_bytes() == before
 
 
+def _same_runs(single: Path, multi: Path) -> list[str]:
+    """The run folders under ``single`` (relative names), asserting each is byte-identical under ``multi``."""
+    runs = sorted(str(r.parent.relative_to(single)) for r in single.rglob("records.csv"))
+    assert runs == sorted(str(r.parent.relative_to(multi)) for r in multi.rglob("records.csv"))
+    for run in runs:
+        assert (multi / run / "records.csv").read_bytes() == (single / run / "records.csv").read_bytes(), run
+        assert _manifest(multi / run).replace(str(multi), "OUT") == _manifest(single / run).replace(str(single), "OUT")
+        assert not (multi / run / "parts").exists()
+    return runs
+
+
+def test_audit_under_torchrun_equals_one_process(tmp_path: Path, capsys, one_thread: None) -> None:
+    """Every preset's run of the audit is distributed over both ranks; rank 0 alone writes audit.csv."""
+    make_set5(tmp_path / "data", count=3)
+    argv = ("audit", "-m", "bicubic", "-d", "set5", "--data", str(tmp_path / "data"))
+    assert cli(capsys, *argv, "--out", tmp_path / "single")[0] == 0
+    multi = _torchrun(*argv, "--out", str(tmp_path / "multi"))
+    runs = _same_runs(tmp_path / "single", tmp_path / "multi")
+    assert len(runs) >= 10  # every applicable preset ran (bicubic: 15 on set5)
+    assert (tmp_path / "multi" / "audit.csv").read_bytes() == (tmp_path / "single" / "audit.csv").read_bytes()
+    assert multi.stdout.count("wrote ") == 1  # printed by rank 0 only
+
+
+def test_dataset_job_under_torchrun_equals_one_process(tmp_path: Path) -> None:
+    """`dataset-job cufed5` on a replica (bicubic variants: no weights installed): both steps distributed,
+    then one gate and one report from rank 0."""
+    make_cufed5(tmp_path / "data", groups=2)
+    (tmp_path / "weights").mkdir()
+    env = _env(REFSR_WEIGHTS=str(tmp_path / "weights"))
+    argv = ("dataset-job", "cufed5", "--data", str(tmp_path / "data"))
+    # a fresh process: the job runs every registered method that can run, and other tests register plugins here
+    single = subprocess.run([sys.executable, "-m", "bench", *argv, "--out", str(tmp_path / "single")], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    multi = _torchrun(*argv, "--out", str(tmp_path / "multi"), env=env)
+    assert _same_runs(tmp_path / "single", tmp_path / "multi") == ["cufed5_refsr/all", "cufed5_refsr/stitch5_masa"]
+    assert (tmp_path / "multi" / "report" / "index.html").is_file() and multi.stdout.count("report: ") == 1
+
+
+def test_match_under_torchrun_equals_one_process(tmp_path: Path, capsys, one_thread: None) -> None:
+    """Three embedded homography pairs dealt to two ranks (0 and 2 | 1): the same records.csv and table.md as one
+    process."""
+    argv = ("match", "-m", "zncc", "-d", "demo_homography", "--max-frames", "3", "--scale", "4", "--search-radius", "2")
+    assert cli(capsys, *argv, "--out", tmp_path / "single")[0] == 0
+    multi = _torchrun(*argv, "--out", str(tmp_path / "multi"))
+    for name in ("records.csv", "table.md"):
+        assert (tmp_path / "multi" / name).read_bytes() == (tmp_path / "single" / name).read_bytes(), name
+    assert multi.stdout.count("wrote ") == 1
+    assert len({line.split()[1] for line in multi.stderr.splitlines() if line.startswith("[")}) == 3  # 3 frames
+
+
 def test_verbs_that_are_not_distributed_are_refused_under_torchrun(
     tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_set5(tmp_path / "data", count=2)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
-    status, _, err = cli(capsys, "audit", "-m", "bicubic", "-d", "set5", "--data", tmp_path / "data",
-                         "--presets", "sisr_std", "--out", tmp_path / "audit")
-    assert status == 2 and "only `refsr-bench run` and `cost` are distributed under torchrun" in err
-    assert not (tmp_path / "audit").exists()
+    status, _, err = cli(capsys, "demo", "--out", tmp_path / "demo", "--weights", tmp_path)
+    assert status == 2
+    assert "only `run`, `audit`, `dataset-job`, `match` and `cost` are distributed under torchrun" in err
+    assert not (tmp_path / "demo" / "runs").exists()
