@@ -33,7 +33,13 @@ LAYER_OF: dict[str, str] = {
     "bench.distributed": "engines",
     "bench.matching_accuracy": "engines",
     "bench.match_pictures": "engines",
-    "bench.cost": "engines",  # MAC tracing, latency, memory; the cost.csv format goes to `results` when split out
+    "bench.cost_csv": "results",  # the cost.csv row type and reader/writer (torch-free)
+    "bench.cost": "engines",  # one method at one size: MACs, parameters, latency, memory
+    "bench.cost_macs": "engines",
+    "bench.cost_params": "engines",
+    "bench.cost_latency": "engines",
+    "bench.cost_memory": "engines",
+    "bench.cost_run": "engines",  # measure_costs(CostConfig): every method, every size, torchrun
     "bench.flop_handlers": "engines",
     "bench.fixtures": "engines",
     "bench": "commands",  # cli, __main__, the *_cli verbs, audit, jobs, manifests, demo, gpu_check

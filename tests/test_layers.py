@@ -10,8 +10,8 @@ from bench.layers import LAYERS, layer_of, rank_of
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bench", "methods", "protocols", "reports")
-# bench.cost's internal peak-RSS probe (a `python -m` child process it starts itself) parses its own argv.
-ARGPARSE_OUTSIDE_COMMANDS = {"bench.cost"}
+# bench.cost_memory's internal peak-RSS probe (a `python -m` child process it starts itself) parses its own argv.
+ARGPARSE_OUTSIDE_COMMANDS = {"bench.cost_memory"}
 
 
 def _modules() -> dict[str, Path]:
