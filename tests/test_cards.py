@@ -1,6 +1,6 @@
-"""Dataset and metric cards: a plugin file adds a dataset or a metric and every consumer sees it (``list``,
-``run``, ``dataset-job``, the report tables); Sintel and LF video are ordinary dataset cards, so ``run`` fills
-CC-Net Table 3 under ``ccnet2017``."""
+"""Dataset, metric and method cards: a plugin file adds a dataset, a metric or a method and every consumer sees
+it (``list``, ``run``, ``dataset-job``, the report tables); Sintel and LF video are ordinary dataset cards, so
+``run`` fills CC-Net Table 3 under ``ccnet2017``."""
 
 from __future__ import annotations
 
@@ -32,7 +32,11 @@ EVERYTHING = Availability(lambda _: None, lambda _: None)
 @pytest.fixture()
 def registries() -> Iterator[None]:
     """Plugins register into the module-level registries; put them back afterwards."""
-    saved = [(registry, dict(registry)) for registry in (DATASETS, METRICS, PRESETS)]
+    from methods import registry as methods_registry
+
+    saved = [(registry, dict(registry)) for registry in (DATASETS, METRICS, PRESETS, methods_registry._CARDS,
+                                                          methods_registry._ALIASES,
+                                                          methods_registry._PLUGIN_FACTORIES)]
     yield
     for registry, copy in saved:
         registry.clear()
@@ -79,7 +83,7 @@ DATASET_PLUGIN = '''
 
     register_dataset(DatasetCard(
         "tiny_pairs", "Tiny pairs", ("TinyPairs",), "TinyPairs/<name>_in.png and <name>_ref.png", discover,
-        has_references=True, column_label="TinyPairs", job=(JobStep("refsr", methods=("bicubic",)),),
+        has_references=True, column_label="TinyPairs", job=(JobStep("refsr", methods=("bicubic", "nearest_up")),),
     ))
 '''
 
@@ -104,6 +108,44 @@ METRIC_PLUGIN = '''
 '''
 
 
+METHOD_PLUGIN = '''
+    """A user's method: nearest-neighbour upsampling (no reference, no checkpoint)."""
+    import torch
+
+    from methods.base import info_from_card
+    from methods.cards import MethodCard
+    from methods.registry import register
+
+    CARD = MethodCard(name="nearest_up", factory="refsr_plugin_nearest_up:nearest_up", task="sisr", scales=(2, 4),
+                      inputs=("lr",), title="Nearest-neighbour upsampling", venue="-", year=0, official_repo=None,
+                      license="MIT", trained=False)
+
+
+    class NearestUp:
+        def __init__(self, scale: int) -> None:
+            self.info = info_from_card(CARD, scale=scale)
+            self.module = torch.nn.Identity()
+            self.weights_loaded = True
+
+        def predict(self, lr, ref=None, ref_lr=None):
+            scale = self.info.scale
+            return lr.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
+
+        def load_weights(self, path):
+            raise ValueError("nearest_up has no weights")
+
+        def cost_graph(self, lr_hw, ref_hw):
+            return self.module, (torch.zeros(1, 3, *lr_hw),)
+
+
+    def nearest_up(scale: int = 4, device: str = "cpu") -> NearestUp:
+        return NearestUp(scale)
+
+
+    register(CARD, nearest_up)
+'''
+
+
 def _write_tiny_pairs(root: Path) -> None:
     rng = np.random.default_rng(3)
     folder = root / "TinyPairs"
@@ -113,31 +155,44 @@ def _write_tiny_pairs(root: Path) -> None:
         Image.fromarray(_smooth_image(rng, 40, 36)).save(folder / f"{name}_ref.png")
 
 
-def test_plugin_dataset_and_metric_reach_every_consumer(
+def test_plugin_dataset_metric_and_method_reach_every_consumer(
     tmp_path: Path, registries: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bench.jobs
     import reports.page
 
     dataset_plugin, metric_plugin = tmp_path / "tiny_pairs.py", tmp_path / "mse_metric.py"
+    method_plugin = tmp_path / "nearest_up.py"
     dataset_plugin.write_text(textwrap.dedent(DATASET_PLUGIN))
     metric_plugin.write_text(textwrap.dedent(METRIC_PLUGIN))
+    method_plugin.write_text(textwrap.dedent(METHOD_PLUGIN))
     data, out = tmp_path / "data", tmp_path / "out"
     _write_tiny_pairs(data)
-    plugins = ["--plugin", str(dataset_plugin), "--plugin", str(metric_plugin)]
+    plugins = ["--plugin", str(dataset_plugin), "--plugin", str(metric_plugin), "--plugin", str(method_plugin)]
 
     # list
     assert main([*plugins, "list", "protocols"]) == 0
     listing = capsys.readouterr().out
     assert "tiny_pairs" in listing and "TinyPairs/<name>_in.png" in listing
     assert "mse_rgb" in listing and "MSE-RGB" in listing and "refsr_mse" in listing
+    assert main([*plugins, "list", "methods"]) == 0
+    assert any(line.split()[:4] == ["nearest_up", "-", "sisr", "2,4"] for line in capsys.readouterr().out.splitlines())
 
     # run: the plugin metric is scored on the same planes as PSNR-RGB (an independent relation between them)
-    assert main([*plugins, "run", "-p", "tiny_pairs:refsr_mse", "-m", "bicubic", "--data", str(data),
+    assert main([*plugins, "run", "-p", "tiny_pairs:refsr_mse", "-m", "bicubic", "nearest_up", "--data", str(data),
                  "--out", str(out / "run_mse")]) == 0
     rows = _records(out / "run_mse" / "records.csv")
     assert {r["image"] for r in rows} == {"a", "b"} and {r["reference"] for r in rows} == {"pair"}
-    by_image = {(r["image"], r["metric"]): float(r["value"]) for r in rows}
+    by_image = {(r["image"], r["metric"]): float(r["value"]) for r in rows if r["method"] == "bicubic"}
+    # the plugin method against an independent oracle: Pillow bicubic LR (the preset's degradation), np.repeat up
+    crop = PRESETS["refsr_mse"].crop_border
+    for image in ("a", "b"):
+        hr = np.asarray(Image.open(data / "TinyPairs" / f"{image}_in.png").convert("RGB"))
+        low = np.asarray(Image.fromarray(hr).resize((hr.shape[1] // 4, hr.shape[0] // 4), Image.Resampling.BICUBIC))
+        sr = np.repeat(np.repeat(low, 4, axis=0), 4, axis=1)
+        inner = (slice(crop, -crop or None),) * 2
+        got = next(float(r["value"]) for r in rows
+                   if (r["method"], r["image"], r["metric"]) == ("nearest_up", image, "psnr_rgb"))
+        assert got == pytest.approx(_psnr_rgb(sr[inner], hr[inner]), abs=1e-6)  # 6 decimals in records.csv
     for image in ("a", "b"):
         mse = by_image[(image, "mse_rgb")]
         assert mse > 0
@@ -146,14 +201,14 @@ def test_plugin_dataset_and_metric_reach_every_consumer(
         assert by_image[(image, "psnr_rgb")] == pytest.approx(10 * math.log10(255.0**2 / mse), abs=1e-6)
 
     # dataset-job (what `tox -e tiny_pairs` would run): the card's steps, the gate, the report
-    monkeypatch.setattr(bench.jobs, "runnable_methods", lambda weights, scale: ["bicubic"])
     monkeypatch.setattr(reports.page, "suite_availability", lambda data=None, weights=None: EVERYTHING)
     assert main([*plugins, "dataset-job", "tiny_pairs", "--data", str(data), "--out", str(out / "job")]) == 0
     job_rows = _records(out / "job" / "tiny_pairs_refsr" / "default" / "records.csv")
     assert {(r["preset"], r["method"], r["metric"]) for r in job_rows} == {
-        ("refsr", "bicubic", "psnr_y"), ("refsr", "bicubic", "ssim_y")}
+        ("refsr", method, metric) for method in ("bicubic", "nearest_up") for metric in ("psnr_y", "ssim_y")}
     fair = (out / "job" / "report" / "tables" / "fair_quality.tex").read_text()
     assert "TinyPairs" in fair  # the card's column label heads the dataset's columns
+    assert "nearest" in fair  # the plugin method has its row
 
     # the report tables: the audit table (refsr vs refsr_mse on the plugin dataset) shows the plugin metric
     reports.page.render_report([out / "run_mse", out / "job"], out / "report", availability=EVERYTHING)
