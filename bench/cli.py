@@ -153,13 +153,13 @@ def _list_protocols(pattern: str, as_json: bool) -> None:
     for row in datasets:
         print(f"  {row['name']:16s} {row['kind']:9s} {row['display_name']}: {row['layout']}")
     print("metrics:")
-    for row in metrics:
-        direction = "higher is better" if row["higher_is_better"] else "lower is better"
-        unit = f", {row['unit']}" if row["unit"] else ""
-        print(f"  {row['name']:16s} {row['label']} ({row['channels']}{unit}, {direction})")
+    for metric in metrics:
+        direction = "higher is better" if metric["higher_is_better"] else "lower is better"
+        unit = f", {metric['unit']}" if metric["unit"] else ""
+        print(f"  {metric['name']:16s} {metric['label']} ({metric['channels']}{unit}, {direction})")
     print("presets:")
-    for row in presets:
-        print(f"  {row['name']:16s} {row['description']}")
+    for preset in presets:
+        print(f"  {preset['name']:16s} {preset['description']}")
 
 
 def _cmd_weights(args: argparse.Namespace) -> int:

@@ -159,7 +159,7 @@ def match_accuracy(config: MatchConfig) -> list[Record]:
         torch.set_num_threads(config.threads)
     if config.max_frames is not None and config.max_frames < 1:
         raise UserError(f"--max-frames must be >= 1; got {config.max_frames}")
-    names = matcher_names(config.methods)
+    names = matcher_names(list(config.methods))
     methods = {name: create(name, scale=config.scale, device=config.device) for name in names}
     _load_match_weights(methods, list(config.weights) if config.weights else None)
     if config.search_radius < 0:
@@ -176,9 +176,10 @@ def match_accuracy(config: MatchConfig) -> list[Record]:
     passes = list(config.passes) if card_passes else [MatchingOptions().sintel_pass]
     plans = []
     for pass_name in passes:
-        options = MatchingOptions(
-            scale=config.scale, norm=config.norm, gt_rounding=config.gt_rounding, sintel_pass=pass_name,  # type: ignore[arg-type]
-            direction=config.direction, search_radius_px=config.search_radius, occlusion=config.occlusion,
+        options = MatchingOptions(  # the CLI's choices are MatchingOptions' literals
+            scale=config.scale, norm=config.norm, gt_rounding=config.gt_rounding,  # type: ignore[arg-type]
+            sintel_pass=pass_name, direction=config.direction,  # type: ignore[arg-type]
+            search_radius_px=config.search_radius, occlusion=config.occlusion,  # type: ignore[arg-type]
             lf_lr_view=config.lr_view, lf_ref_view=config.ref_view,
         )
         frames = list(config.frames) if config.frames else None
@@ -196,7 +197,8 @@ def match_accuracy(config: MatchConfig) -> list[Record]:
     reference_meta: dict[str, Any] = {}
     with distributed.process_group() as ctx:  # gloo: only the per-frame results travel between ranks
         for options, dataset, entries in plans:
-            results = _gather(_evaluate_frames(methods, dataset, options, entries[ctx.rank :: ctx.world_size]), ctx)
+            share = list(entries[ctx.rank :: ctx.world_size])
+            results = _gather(_evaluate_frames(methods, dataset, options, share), ctx)
             if ctx.rank != 0:
                 continue
             per_method: dict[str, list[FrameAccuracy]] = {name: [] for name in names}
@@ -207,8 +209,8 @@ def match_accuracy(config: MatchConfig) -> list[Record]:
                     timing = timings.setdefault(name, {"per_frame_s": {}, "per_frame_cpu_s": {}})
                     timing["per_frame_s"][f"{dataset.level}/{entry}"] = round(seconds, 3)
                     timing["per_frame_cpu_s"][f"{dataset.level}/{entry}"] = round(cpu_seconds, 3)
-            for name, frames in per_method.items():
-                for image, metric, value in accuracy_rows(frames):
+            for name, accuracies in per_method.items():
+                for image, metric, value in accuracy_rows(accuracies):
                     records.append(Record(run_id, dataset.name, options.preset_id(), name, dataset.level, image,
                                           metric, float(value)))
             reference_meta[dataset.level] = {"options": options.to_dict(), "frames": list(entries),
