@@ -37,6 +37,8 @@ from protocols.core import UserError
 COLUMNS = ("run_id", "dataset", "preset", "method", "reference", "image", "metric", "value")
 V1_COLUMNS = ("run_id", "protocol", "preset", "method", "level", "image", "metric", "value")  # read only
 RUN_JSON_SCHEMA = 3  # run.json format; 2 and earlier wrote the dataset under "protocol"
+# appended to the method name of records made with --allow-random-weights; reports never render them
+RANDOM_WEIGHTS_TAG = "[random-weights]"
 JOURNAL_LINE = "#journal"
 END_PREFIX = "#end,"
 CHECKSUM_FILE = "records.sha256"

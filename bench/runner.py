@@ -21,7 +21,15 @@ from PIL import Image
 from tqdm import tqdm
 
 from bench import provenance, rundir
-from bench.records import Record, RecordAppender, is_journal, read_records, run_json_dataset, write_records
+from bench.records import (
+    RANDOM_WEIGHTS_TAG,
+    Record,
+    RecordAppender,
+    is_journal,
+    read_records,
+    run_json_dataset,
+    write_records,
+)
 from bench.weights import try_load, weight_file_for, weights_dir
 from methods.base import Method, sha256_of
 from methods.registry import create, resolve
@@ -31,8 +39,6 @@ from protocols.imageio import image_size
 from protocols.pipeline import center_pad_amounts, make_sample, resolve_policy
 from protocols.scoring import check_scored_size, score_levels, scored_levels
 from protocols.spec import ProtocolSpec, get_preset
-
-RANDOM_WEIGHTS_TAG = "[random-weights]"
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.cost_csv import CostRow as CostEntry  # the cost.csv format, torch-free (reports name a row CostEntry)
-from bench.cost_csv import read_cost_csv
-from bench.records import Record, read_records, run_json_dataset
+from bench.cost_csv import CostRow, read_cost_csv  # the cost.csv format (torch-free)
+from bench.records import RANDOM_WEIGHTS_TAG, Record, read_records, run_json_dataset
 from protocols.core import UserError
 
-RANDOM_WEIGHTS_TAG = "[random-weights]"  # bench.runner.RANDOM_WEIGHTS_TAG (not imported: runner pulls in torch models)
 POOLED_IMAGE = "ALL"  # a record over all images (matching accuracy is pooled over positions), not an image
 
 
@@ -52,7 +50,7 @@ class SavedImage:
 @dataclass
 class Results:
     records: list[Record] = field(default_factory=list)
-    cost: list[CostEntry] = field(default_factory=list)
+    cost: list[CostRow] = field(default_factory=list)
     runs: list[RunInfo] = field(default_factory=list)
     images: list[SavedImage] = field(default_factory=list)
     match_images: list[SavedImage] = field(default_factory=list)

@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 from matplotlib.figure import Figure  # noqa: E402
 
-from reports.collect import CostEntry, Mean, MeanKey  # noqa: E402
+from reports.collect import CostRow, Mean, MeanKey  # noqa: E402
 from reports.tables import (  # noqa: E402
     ACCURACY_METRIC,
     DATASET_NAMES,
@@ -115,7 +115,7 @@ def matching_accuracy(values: dict[MeanKey, Mean], dataset: str, preset: str, re
     return fig
 
 
-def psnr_vs_gmacs(values: dict[MeanKey, Mean], cost: list[CostEntry], dataset: str,
+def psnr_vs_gmacs(values: dict[MeanKey, Mean], cost: list[CostRow], dataset: str,
                   preset: str = SUITE_PRESET) -> Figure | None:
     """PSNR (dataset mean, ``preset``'s default reference policy) against FLOPS-T at the default cost setting."""
     reference = default_reference(preset, dataset)
@@ -185,11 +185,11 @@ def legend_outside(fig: Figure, axes: Sequence[plt.Axes], width_in: float) -> No
                fontsize=6.5, frameon=False)
 
 
-def cost_vs_ref_size(cost: list[CostEntry]) -> Figure | None:
+def cost_vs_ref_size(cost: list[CostRow]) -> Figure | None:
     """FLOPS-T and latency against the reference side length: one line per (method, LR size), measured at
     several reference sizes; one latency panel per device (and thread count), so no line mixes LR sizes or
     devices. Colour + marker name the method, the line style the LR size; the legend sits right of the axes."""
-    def side(entry: CostEntry) -> int:
+    def side(entry: CostRow) -> int:
         return int(entry.ref_hw.split("x")[0])
 
     sized = [e for e in cost if e.part == "total" and e.ref_hw != "-"]
@@ -236,7 +236,7 @@ def cost_vs_ref_size(cost: list[CostEntry]) -> Figure | None:
     return fig
 
 
-def make_plots(values: dict[MeanKey, Mean], cost: list[CostEntry], out_dir: Path) -> list[PlotFile]:
+def make_plots(values: dict[MeanKey, Mean], cost: list[CostRow], out_dir: Path) -> list[PlotFile]:
     """Every plot the data supports, written under ``out_dir``; sorted, deterministic file names."""
     written: list[PlotFile] = []
 

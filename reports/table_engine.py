@@ -20,7 +20,7 @@ from bench.records import run_json_dataset
 from protocols.datasets import DATASETS, DatasetLabels
 from protocols.metrics import METRICS
 from protocols.spec import PRESETS, ProtocolSpec
-from reports.collect import CostEntry, Mean, Results, means
+from reports.collect import CostRow, Mean, Results, means
 from reports.paper_values import PaperValue, lookup
 
 # ------------------------------------------------------------------------------------------------
@@ -85,7 +85,7 @@ class ColumnSpec:
     compare: bool = True
     part: str = "total"
     convention: str = "-"
-    device: str | None = None  # cost: the device label (CostEntry.device_label) of a latency/bound column; None: any
+    device: str | None = None  # cost: the device label (CostRow.device_label) of a latency/bound column; None: any
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,7 @@ class Values:
                  if e.quantity == LATENCY and e.lr_hw == setting[0] and e.ref_hw in (setting[1], "-")}
         return sorted(found, key=lambda d: (not d[1], d[0]))
 
-    def cost_value(self, column: ColumnSpec, method: str, setting: tuple[str, str]) -> CostEntry | None:
+    def cost_value(self, column: ColumnSpec, method: str, setting: tuple[str, str]) -> CostRow | None:
         """The entry of ``column``'s quantity for ``method`` at ``setting``; a column with a device label takes
         only that device's entries."""
         for entry in self.cost:

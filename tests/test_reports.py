@@ -168,11 +168,11 @@ def test_build_table_cells_reasons_and_marks() -> None:
 
 
 def test_lower_is_better_cost_column_and_pooled_matching() -> None:
-    from reports.collect import CostEntry
+    from reports.collect import CostRow
 
-    cost = [CostEntry(m, "total", "flops_t", v, "GMACs", "128x128", "512x512", "cpu", "macs", "run")
+    cost = [CostRow(m, "total", "flops_t", v, "GMACs", "128x128", "512x512", "cpu", "macs", "run")
             for m, v in (("a", 300.0), ("b", 10.0), ("c", 50.0))]
-    cost.append(CostEntry("d", "total", "params", 5.0, "params", "128x128", "512x512", "cpu", "-", "run"))
+    cost.append(CostRow("d", "total", "params", 5.0, "params", "128x128", "512x512", "cpu", "-", "run"))
     column = ColumnSpec("ft", "", "FLOPS-T", "cost", "-", "flops_t", False, 2, convention="macs")
     model = build_table(TableSpec("c", "C", "", ("a", "b", "c", "d"), (column,), None), Results(cost=cost), [])
     assert [row.cells[0].rank for row in model.rows] == [0, 1, 2, 0]
