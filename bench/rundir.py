@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -78,12 +79,13 @@ def check_out_dir(out_dir: Path) -> None:
 
 
 def make_out_dir(out_dir: Path) -> None:
-    """Create the run directory and prove it is writable (the probe file is removed)."""
+    """Create the run directory and prove it is writable (the probe file, unique to this process so that two
+    processes started together do not remove each other's, is removed)."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-probe"
-        probe.write_bytes(b"")
-        probe.unlink()
+        handle, probe = tempfile.mkstemp(prefix=".write-probe-", dir=out_dir)
+        os.close(handle)
+        os.unlink(probe)
     except OSError as error:
         raise UserError(f"--out {out_dir} is not writable ({error.strerror}); choose another folder") from None
 
