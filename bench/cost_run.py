@@ -261,7 +261,7 @@ def _measure_distributed(config: CostConfig, names: Sequence[str], ctx: distribu
                             "start torchrun with --nproc-per-node at most the GPU count")
         device = f"cuda:{ctx.local_rank}"
         torch.cuda.set_device(device)
-    distributed._init_process_group("gloo", ctx)
+    distributed.init_process_group("gloo", ctx)
     try:
         where = {"rank": ctx.rank, "host": platform.node()}
         keys: list[Any] = [None] * ctx.world_size

@@ -105,7 +105,7 @@ def absorb_parts(out_dir: Path, appender: RecordAppender) -> None:
     folder.rmdir()
 
 
-def _init_process_group(backend: str, ctx: Context) -> None:
+def init_process_group(backend: str, ctx: Context) -> None:
     """Join the job's process group through torchrun's store, under a key prefix of this restart attempt
     (an elastic restart must not read the previous attempt's gloo addresses)."""
     timeout = timedelta(hours=6)
@@ -133,7 +133,7 @@ def process_group(device: str = "cpu") -> Iterator[Context]:
     if ctx.world_size <= 1 or dist.is_initialized():
         yield ctx
         return
-    _init_process_group(_backend(device), ctx)
+    init_process_group(_backend(device), ctx)
     try:
         yield ctx
     finally:
@@ -155,7 +155,7 @@ def run(config: Any, ctx: Context) -> list[Record]:
         device = f"cuda:{ctx.local_rank}"
     joined_here = not dist.is_initialized()  # else a verb's ``process_group`` holds it across several runs
     if joined_here:
-        _init_process_group(_backend(device), ctx)
+        init_process_group(_backend(device), ctx)
     lock: rundir.RunLock | None = None
     try:
         rank_config = dataclasses.replace(config, device=device)
