@@ -12,6 +12,8 @@ from protocols.core import UserError
 
 def _cmd_gate(args: argparse.Namespace) -> int:
     run_dir = Path(args.run)
+    if not run_dir.is_dir():
+        raise UserError(f"run folder not found: {run_dir} (pass a folder written by `refsr-bench run`)")
     if (run_dir / "records.csv").is_file() and is_journal(run_dir / "records.csv"):
         raise UserError(f"{run_dir} is not finished (records.csv is still a journal); rerun its command first")
     records = read_records(run_dir / "records.csv")
