@@ -1,59 +1,42 @@
-"""The layers of RefSR-Bench, as data: every module of the four packages has one rank, and a module may import
-only modules of its own rank or below (``tests/test_layers.py`` parses every module and checks this).
+"""The layers of RefSR-Bench are folders: a module's layer is the folder it lives in, and a module may import only
+modules of its own layer or below (``tests/test_layers.py`` parses every module, function-level imports included).
 
-    0 protocols  data, degradations, reference policies, metrics, presets (``protocols.*``)
-    1 methods    networks, their cards and weight files (``methods.*``, ``bench.weights``)
-    2 results    torch-free results: records, run directory and identity, provenance, GPU facts, golden gate
-    3 reports    tables, plots, visuals, the HTML/LaTeX report (``reports.*``)
-    4 engines    evaluation: runner, torchrun, matching accuracy, cost measurement, port fixtures
-    5 commands   the verbs (argparse lives only here), each a thin wrapper over a typed function below
+    0 protocols/         data, degradations, reference policies, metrics, presets
+    1 methods/           networks, their cards and weight files
+    2 bench/results/     torch-free results: records, run directory and identity, provenance, golden gate
+    3 reports/           tables, plots, visuals, the HTML/LaTeX report
+    4 bench/engines/     evaluation: run engine, torchrun, matching accuracy, cost measurement, port checks
+    5 bench/commands/    the verbs (argparse lives only here), each a thin wrapper over a typed function below
 
-Engines sit above reports so that a measurement may draw its own plot with the report's styles; reports
-never import an engine (so rendering needs no network). A module is given the rank of the longest entry of
-``LAYER_OF`` that is its name or a dotted prefix of it; a new ``bench`` module is a command until listed lower.
+Engines sit above reports so that a measurement may draw its own plot with the report's styles; reports never
+import an engine (so rendering needs no network). ``bench/__init__.py`` and this file import nothing of the suite;
+``python -m bench`` (``bench/__main__.py``) is a command.
 """
 
 from __future__ import annotations
 
 LAYERS: tuple[str, ...] = ("protocols", "methods", "results", "reports", "engines", "commands")
 
-LAYER_OF: dict[str, str] = {
+FOLDER_LAYER: dict[str, str] = {
     "protocols": "protocols",
     "methods": "methods",
-    "methods.train_ccnet": "commands",  # `python -m methods.train_ccnet`: a training script with its argparse
-    "bench.weights": "methods",  # weight files of methods: find, verify, load
-    "bench.layers": "protocols",  # this table; imports nothing
-    "bench.records": "results",
-    "bench.rundir": "results",
-    "bench.provenance": "results",
-    "bench.gpu_specs": "results",
-    "bench.gate": "results",  # golden files and the comparison of records with them (verbs: bench.gate_cli)
+    "bench.results": "results",
     "reports": "reports",
-    "bench.runner": "engines",
-    "bench.distributed": "engines",
-    "bench.matching_accuracy": "engines",
-    "bench.match_pictures": "engines",
-    "bench.cost_csv": "results",  # the cost.csv row type and reader/writer (torch-free)
-    "bench.cost": "engines",  # one method at one size: MACs, parameters, latency, memory
-    "bench.cost_macs": "engines",
-    "bench.cost_params": "engines",
-    "bench.cost_latency": "engines",
-    "bench.cost_memory": "engines",
-    "bench.cost_run": "engines",  # measure_costs(CostConfig): every method, every size, torchrun
-    "bench.flop_handlers": "engines",
-    "bench.fixtures": "engines",
-    "bench": "commands",  # cli, __main__, the *_cli verbs, audit, jobs, manifests, demo, gpu_check
+    "bench.engines": "engines",
+    "bench.commands": "commands",
+    "bench.__main__": "commands",
+    "bench": "protocols",  # bench/__init__.py and bench/layers.py: import nothing of the suite
 }
 
 
 def layer_of(module: str) -> str:
-    """The layer of a dotted module name (longest matching entry of ``LAYER_OF``)."""
+    """The layer of a dotted module name: that of the deepest folder in ``FOLDER_LAYER`` that contains it."""
     parts = module.split(".")
     for end in range(len(parts), 0, -1):
-        layer = LAYER_OF.get(".".join(parts[:end]))
+        layer = FOLDER_LAYER.get(".".join(parts[:end]))
         if layer is not None:
             return layer
-    raise KeyError(f"{module} is in no layer; add it to bench.layers.LAYER_OF")
+    raise KeyError(f"{module} is in no layer folder ({', '.join(FOLDER_LAYER)})")
 
 
 def rank_of(module: str) -> int:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.cost_csv import CostRow, read_cost_csv  # the cost.csv format (torch-free)
-from bench.records import RANDOM_WEIGHTS_TAG, Record, read_records, run_json_dataset
+from bench.results.cost_csv import CostRow, read_cost_csv  # the cost.csv format (torch-free)
+from bench.results.records import RANDOM_WEIGHTS_TAG, Record, read_records, run_json_dataset
 from protocols.core import UserError
 
 POOLED_IMAGE = "ALL"  # a record over all images (matching accuracy is pooled over positions), not an image
@@ -42,7 +42,7 @@ class RunInfo:
 class SavedImage:
     run: str
     method: str
-    reference_folder: str  # the reference policy with ':' replaced by '_' (bench.runner's folder naming)
+    reference_folder: str  # the reference policy with ':' replaced by '_' (bench.engines.run.runner's folder naming)
     image: str
     path: Path
 

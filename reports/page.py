@@ -4,7 +4,7 @@ Reads every run folder under the given folders (records.csv + run.json, cost.csv
 ``OUT/index.html`` (no external resources; its pictures are PNG files beside it), ``OUT/tables/<table_id>.tex``
 (booktabs tabulars), ``OUT/plots/<name>.png|svg`` and ``OUT/visuals/*.png`` (crop grids, match pictures).
 Seed-paper tables are always written, with our cells empty-with-reason where nothing was run.
-The ``report`` verb (``bench.report_cli``), ``demo`` and ``dataset-job`` call ``render_report``.
+The ``report`` verb (``bench.commands.report``), ``demo`` and ``dataset-job`` call ``render_report``.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def suite_availability(data: str | None = None, weights: str | None = None) -> A
     Building a method is the only way to read its weight-file list, so each method without records is built
     once (cached) -- a few seconds per large network on CPU.
     """
-    from bench.weights import missing_files, weights_dir
     from methods.registry import create, list_methods
+    from methods.weights import missing_files, weights_dir
     from protocols.datasets import DATASETS, data_root, locate
 
     registered = set(list_methods())

@@ -15,13 +15,13 @@ from typing import Any
 
 import jinja2
 
-from bench.records import run_json_dataset
+from bench.results.records import run_json_dataset
 from reports.collect import RANDOM_WEIGHTS_TAG, Results
 from reports.plots import PlotFile
 from reports.tables import REASON_ABBREVIATIONS, Cell, TableModel
 from reports.visuals import CropGrid, MatchPicture
 
-# the demo's match pictures (bench.match_pictures.ERROR_BANDS_PX), repeated so the report imports no matcher code
+# the demo's match pictures (bench.engines.matching.pictures.ERROR_BANDS_PX), repeated: no matcher import
 ERROR_LEGEND = (("#28aa3c", "≤ 1 px"), ("#f59614", "≤ 4 px"), ("#dc2828", "> 4 px or missed"))
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"

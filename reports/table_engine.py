@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bench.records import run_json_dataset
+from bench.results.records import run_json_dataset
 from protocols.datasets import DATASETS, DatasetLabels
 from protocols.metrics import METRICS
 from protocols.spec import PRESETS, ProtocolSpec
@@ -33,7 +33,7 @@ REASON_NO_DATASET = "no data: dataset not found"
 REASON_NOT_RUN = "not run"
 REASON_NOT_COMPUTED = "not computed in this run"  # a run of this method exists but lacks the metric/quantity
 REASON_NO_MATCHING = "no matching step (FLOPS-M undefined)"
-REASON_UNKNOWN_PEAK = "unknown peak"  # compute bound: the GPU is not in bench.gpu_specs.GPU_PEAKS
+REASON_UNKNOWN_PEAK = "unknown peak"  # compute bound: the GPU is not in bench.results.gpu_specs.GPU_PEAKS
 # short forms for LaTeX cells; the tabular's last line spells out those used
 REASON_ABBREVIATIONS = {
     REASON_NOT_IN_SUITE: "n/s",
@@ -53,7 +53,7 @@ DATASET_NAMES = DatasetLabels()
 LEVEL_NAMES = dict(DATASETS["cufed5"].level_names)
 DEFAULT_COST_SETTING = ("128x128", "512x512")  # MASA-SR Table 2 setting: LR 128², Ref 512²
 LATENCY = "latency_ms_median"
-COMPUTE_BOUND = "compute_bound_ms"  # derived: FLOPS-T x 2 / the GPU's plain-FP32 peak (bench.gpu_specs)
+COMPUTE_BOUND = "compute_bound_ms"  # derived: FLOPS-T x 2 / the GPU's plain-FP32 peak (bench.results.gpu_specs)
 ACCURACY_METRIC = re.compile(r"^acc_le_(\d+)px$")
 
 
@@ -190,7 +190,7 @@ def empty_reason(column: ColumnSpec, row_key: str, spec: TableSpec, availability
 
 
 def default_reference(preset: str, dataset: str) -> str | None:
-    """The reference policy ``refsr-bench run`` uses for (preset, dataset) by default (``bench.runner``)."""
+    """The reference policy ``refsr-bench run`` uses for (preset, dataset) by default (``bench.engines.run.runner``)."""
     spec = PRESETS.get(preset)
     if spec is None:
         return None
@@ -273,7 +273,7 @@ class Values:
     def compute_bound_ms(self, method: str, setting: tuple[str, str], device_label: str) -> tuple[float | None, str]:
         """FLOPS-T (GMACs, 'macs' convention preferred) x 2 / the plain-FP32 peak of ``device_label`` (a GPU
         name as torch reports it); (None, reason) when there is no count or no known peak."""
-        from bench.gpu_specs import fp32_compute_bound_ms
+        from bench.results.gpu_specs import fp32_compute_bound_ms
 
         counts = {e.convention: e.value for e in self.cost if e.method == method and e.quantity == "flops_t"
                   and e.part == "total" and e.lr_hw == setting[0] and e.ref_hw in (setting[1], "-")}

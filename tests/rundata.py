@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.cli import main
+from bench.commands.cli import main
 
 
 def make_set5(root: Path, count: int = 5, size: tuple[int, int] = (36, 32), seed: int = 0) -> Path:

@@ -1,6 +1,7 @@
 """The fixtures' deterministic synthetic-weight rule (``../shared/fixtures/README.md``), numpy only.
 
-The rule lives in ``bench.fixtures`` (``refsr-bench gpu-check`` uses it too); re-exported here for the tests."""
+The rule lives in ``bench.engines.checks.fixtures`` (``refsr-bench gpu-check`` uses it too);
+re-exported here for the tests."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from bench.fixtures import read_gains, read_layout, synthetic_state_dict, synthetic_value
+from bench.engines.checks.fixtures import read_gains, read_layout, synthetic_state_dict, synthetic_value
 
 __all__ = ["assert_layout_equal", "read_gains", "read_layout", "synthetic_state_dict", "synthetic_value"]
 

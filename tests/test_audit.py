@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.audit import applicable_presets, audit, audit_table
-from bench.cli import main
-from bench.records import read_records
+from bench.commands.audit import applicable_presets, audit, audit_table
+from bench.commands.cli import main
+from bench.results.records import read_records
 from reports.page import render_report
 
 AUDIT_DIR = Path(__file__).resolve().parents[1] / "reports" / "results" / "audit"
@@ -59,7 +59,7 @@ def test_audit_terminal_table_has_no_nan() -> None:
     """The table `audit` prints: one line per preset, only the metrics it computed, Δ against refsr."""
     import pandas as pd
 
-    from bench.audit import format_audit_table
+    from bench.commands.audit import format_audit_table
 
     table = pd.read_csv(AUDIT_DIR / "carn_m_set14" / "audit.csv", index_col=0)
     assert table.isna().any().any()  # the wide table has gaps (presets compute different metrics)

@@ -1,4 +1,4 @@
-"""The bad-input corpus (issue 14): every case is built here, run in-process through ``bench.cli.main``,
+"""The bad-input corpus (issue 14): every case is built here, run in-process through ``bench.commands.cli.main``,
 and must end in exit status 2 with a one/two-line message naming the problem, no traceback, and nothing
 written (or changed) under the output folder."""
 
@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 from rundata import cli, make_cufed5, make_set5, png_bytes, register_gain_bicubic, rgb16_png
 
-from bench.cli import main
-from bench.rundir import RunLock
+from bench.commands.cli import main
+from bench.results.rundir import RunLock
 
 Build = Callable[[Path, pytest.MonkeyPatch], list[str]]
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.cli import main
+from bench.commands.cli import main
 from protocols.datasets import DATASETS, load_items
 from protocols.metrics import METRICS
 from protocols.spec import PRESETS
@@ -197,7 +197,7 @@ def test_plugin_dataset_metric_and_method_reach_every_consumer(
         mse = by_image[(image, "mse_rgb")]
         assert mse > 0
         # same crop, same quantised levels: PSNR = 10 log10(255² / MSE); records.csv keeps 6 decimals
-        # (bench.records.format_value), so each side is within 5e-7 of the computed value
+        # (bench.results.records.format_value), so each side is within 5e-7 of the computed value
         assert by_image[(image, "psnr_rgb")] == pytest.approx(10 * math.log10(255.0**2 / mse), abs=1e-6)
 
     # dataset-job (what `tox -e tiny_pairs` would run): the card's steps, the gate, the report
@@ -272,7 +272,7 @@ def test_run_fills_ccnet_table3_sintel(shared: Path, tmp_path: Path) -> None:
     first = next(r for r in rows if r["image"] == items[0].name)
     hr = np.asarray(Image.open(items[0].hr).convert("RGB"))
     hr = hr[: hr.shape[0] // 8 * 8, : hr.shape[1] // 8 * 8]
-    # records.csv keeps 6 decimals (bench.records.format_value: within 5e-7); ccnet2017 keeps SR levels unrounded,
+    # records.csv keeps 6 decimals (records.format_value: within 5e-7); ccnet2017 keeps SR levels unrounded,
     # and k/255 in float32 times 255 differs from k by float32 rounding only, far below that.
     assert float(first["value"]) == pytest.approx(_psnr_rgb(_pil_bicubic_roundtrip(hr, 8), hr), abs=1e-6)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
-from bench.records import Record, write_records
+from bench.commands.cli import main
+from bench.results.records import Record, write_records
 from methods.cards import BUILTIN_CARDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +98,7 @@ def test_discovery_commands_start_light(argv: list[str]) -> None:
     pytest parent's peak over the exec); the < 1 s limit is measured, not asserted: this 2-core box is shared."""
     code = (
         "import sys\n"
-        "from bench.cli import main\n"
+        "from bench.commands.cli import main\n"
         f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]\n"
@@ -112,7 +112,7 @@ def test_discovery_commands_start_light(argv: list[str]) -> None:
 
 
 def test_demo_offline_methods_read_cards_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bench import demo
+    from bench.commands import demo
     from methods import registry
 
     def no_build(*_args: object, **_kwargs: object) -> None:
@@ -127,7 +127,7 @@ def test_demo_offline_methods_read_cards_only(tmp_path: Path, monkeypatch: pytes
 
 
 def test_audit_presets_come_from_the_card(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bench import audit
+    from bench.commands import audit
     from protocols.spec import PRESETS
 
     monkeypatch.setattr(audit, "create", lambda *a, **k: pytest.fail("audit must not build a network"), raising=False)

@@ -26,11 +26,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-from bench.cost_csv import COLUMNS
-from bench.cost_latency import LatencyConfig, summarize_ms, time_forward
-from bench.cost_macs import TraceCost, analyze_trace
-from bench.cost_memory import cpu_peak_rss_delta
-from bench.cost_params import ParamCount, count_params
+from bench.engines.cost.latency import LatencyConfig, summarize_ms, time_forward
+from bench.engines.cost.macs import TraceCost, analyze_trace
+from bench.engines.cost.memory import cpu_peak_rss_delta
+from bench.engines.cost.params import ParamCount, count_params
+from bench.results.cost_csv import COLUMNS
 from methods import registry
 from methods.classical import MATCHER_NAMES
 from protocols.core import UserError
@@ -335,7 +335,7 @@ def test_cpu_timing_returns_one_sample_per_timed_iteration() -> None:
 
 @pytest.mark.gpu
 def test_gpu_timing_and_peak_memory() -> None:
-    from bench.cost_memory import gpu_peak_memory_mib
+    from bench.engines.cost.memory import gpu_peak_memory_mib
 
     module = nn.Conv2d(3, 8, 3).cuda().eval()
     inputs = (torch.rand(1, 3, 256, 256, device="cuda"),)
@@ -405,7 +405,7 @@ def test_cpu_memory_probe_sees_a_64_mib_scratch_tensor(tmp_path: Path) -> None:
 
 
 def test_cost_verb_end_to_end(tmp_path: Path) -> None:
-    from bench.cli import main
+    from bench.commands.cli import main
 
     plugin = _write_plugin(tmp_path, "toy_cost")
     out = tmp_path / "out"
@@ -472,7 +472,7 @@ def test_cost_verb_end_to_end(tmp_path: Path) -> None:
 
 
 def test_cost_verb_reports_bad_input_as_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bench.cli import main
+    from bench.commands.cli import main
 
     assert main(["cost", "-m", "no_such_method", "--out", str(tmp_path)]) == 2
     assert "unknown method" in capsys.readouterr().err
@@ -762,7 +762,7 @@ def test_cost_under_torchrun_splits_methods_and_never_times_two_ranks_at_once_on
         return {name: entry["sizes"] for name, entry in json.loads((out / "run.json").read_text())["methods"].items()}
 
     measured = sizes(ranks)
-    # whole methods per rank, in the given order: 0, 1, 0, 1 (bench.distributed.balanced_split of equal weights);
+    # whole methods per rank, in the given order: 0, 1, 0, 1 (distributed.balanced_split, equal weights);
     # each rank starts with a slow toy, so without turns both would time at once
     assert {name: [s["measured_on"]["rank"] for s in entry] for name, entry in measured.items()} == {
         "toy_slow_a": [0], "toy_slow_b": [1], "bicubic": [0], "carn_m": [1]}
@@ -782,8 +782,8 @@ def test_cost_under_torchrun_splits_methods_and_never_times_two_ranks_at_once_on
 
 
 def test_committed_cost_csv_files_read_and_write_back_byte_identical(tmp_path: Path) -> None:
-    """The one cost.csv format (bench.cost_csv) reads every committed cost run and writes it back unchanged."""
-    from bench.cost_csv import read_cost_csv, write_cost_csv
+    """The one cost.csv format (bench.results.cost_csv) reads every committed cost run and writes it back unchanged."""
+    from bench.results.cost_csv import read_cost_csv, write_cost_csv
 
     committed = sorted((Path(__file__).resolve().parents[1] / "reports" / "results" / "cost").glob("*/cost.csv"))
     assert committed

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cost_csv import COLUMNS as COST_COLUMNS
-from bench.gpu_specs import GPU_PEAKS
+from bench.results.cost_csv import COLUMNS as COST_COLUMNS
+from bench.results.gpu_specs import GPU_PEAKS
 from reports.collect import collect
 from reports.paper_values import load_paper_values
 from reports.render import render_latex

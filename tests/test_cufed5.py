@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.cli import main
-from bench.records import read_records
+from bench.commands.cli import main
+from bench.results.records import read_records
 from protocols.core import UserError
 from protocols.datasets import load_items
 from protocols.pipeline import stitch5_masa, stitch5_zero500_topleft

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.demo import QUICK, DemoResult, StepTiming, network_signature, summary
+from bench.commands.demo import QUICK, DemoResult, StepTiming, network_signature, summary
 
 
 def test_checkpoint_variants_share_one_cost_measurement() -> None:
@@ -36,8 +36,8 @@ def test_summary_names_each_step_its_time_and_the_report(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_default_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The real default demo (quick form). Slow: ~1 min on an idle 2-core machine, several under load."""
-    from bench.cli import main
-    from bench.demo import survey_methods
+    from bench.commands.cli import main
+    from bench.commands.demo import survey_methods
 
     started = time.perf_counter()
     assert main(["demo", "--out", str(tmp_path)]) == 0

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.cli import main
+from bench.commands.cli import main
 from methods.base import check_image_tensor
 from protocols.core import UserError
 from protocols.imageio import read_image

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
-from bench.gate import accept
-from bench.records import Record, write_records
+from bench.commands.cli import main
+from bench.results.gate import accept
+from bench.results.records import Record, write_records
 
 
 def _records(

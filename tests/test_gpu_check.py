@@ -2,7 +2,8 @@
 replay, cost with latency / memory / autocast, summary) runs here exactly as it would on a GPU.
 
 Oracles: the fixtures' official outputs (tolerances from each fixture README, carried by
-``bench.fixtures.PORT_FIXTURES``), the CPU replay of the same ``deform_conv2d`` calls (identical on one device),
+``bench.engines.checks.fixtures.PORT_FIXTURES``),
+the CPU replay of the same ``deform_conv2d`` calls (identical on one device),
 and hand arithmetic for the compute bound.
 """
 
@@ -16,10 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.cli import main
-from bench.cost_csv import CostRow
-from bench.fixtures import PORT_FIXTURES
-from bench.gpu_check import (
+from bench.commands.cli import main
+from bench.commands.gpu_check import (
     SIZES,
     Budget,
     Shape,
@@ -28,7 +27,9 @@ from bench.gpu_check import (
     summary_table,
     timed_latency,
 )
-from bench.gpu_specs import GPU_PEAKS, UNKNOWN_PEAK, fp32_compute_bound_ms
+from bench.engines.checks.fixtures import PORT_FIXTURES
+from bench.results.cost_csv import CostRow
+from bench.results.gpu_specs import GPU_PEAKS, UNKNOWN_PEAK, fp32_compute_bound_ms
 from reports.collect import read_cost_csv
 
 # bf16 keeps 8 significant bits (relative rounding 2^-9 = 0.2 %); the carn_m / MASA outputs under CPU autocast

@@ -10,8 +10,8 @@ from bench.layers import LAYERS, layer_of, rank_of
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bench", "methods", "protocols", "reports")
-# bench.cost_memory's internal peak-RSS probe (a `python -m` child process it starts itself) parses its own argv.
-ARGPARSE_OUTSIDE_COMMANDS = {"bench.cost_memory"}
+# bench.engines.cost.memory's peak-RSS probe (a `python -m` child process it starts itself) parses its argv.
+ARGPARSE_OUTSIDE_COMMANDS = {"bench.engines.cost.memory"}
 
 
 def _modules() -> dict[str, Path]:
@@ -61,10 +61,10 @@ def test_no_module_imports_a_layer_above_its_own() -> None:
 def test_the_check_sees_function_level_and_relative_imports(tmp_path: Path) -> None:
     """The oracle of the test above: a planted upward import inside a function is found."""
     planted = tmp_path / "plant.py"
-    planted.write_text("def f():\n    from bench.cli import main\n    from . import runner\n")
+    planted.write_text("def f():\n    from bench.commands.cli import main\n    from . import runner\n")
     names = [name for _, name in _imports("protocols.plant", planted)]
-    assert names == ["bench.cli", "protocols"]
-    assert rank_of("bench.cli") > rank_of("protocols.plant")
+    assert names == ["bench.commands.cli", "protocols"]
+    assert rank_of("bench.commands.cli") > rank_of("protocols.plant")
 
 
 def test_argparse_only_in_the_command_layer() -> None:

@@ -388,7 +388,7 @@ def test_benchmark_setting_flops_m() -> None:
 def test_benchmark_setting_reproduces_masa_table2() -> None:
     """Suite cost tool at LR 128x128 / Ref 512x512 (flops.json, masa.md §5): MASA-counter FLOPS-T 367.93 G,
     its conv bucket 358.292 G, FLOPS-M 8,842,641,408 MACs, 4,028,291 parameters."""
-    bench_cost = pytest.importorskip("bench.cost_macs")
+    bench_cost = pytest.importorskip("bench.engines.cost.macs")
     method = masa_rec()
     module, inputs = method.cost_graph((128, 128), (512, 512))
     counts = bench_cost.analyze_trace(module, inputs).counts

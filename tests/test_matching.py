@@ -391,7 +391,7 @@ def _cli(argv: list[str]) -> int:
     """Parse with a parser holding only the ``match`` verb (independent of the other verbs' modules)."""
     import argparse
 
-    from bench.match_cli import add_subcommand
+    from bench.commands.match import add_subcommand
 
     parser = argparse.ArgumentParser(prog="refsr-bench")
     add_subcommand(parser.add_subparsers(dest="verb", required=True))

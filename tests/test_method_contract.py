@@ -158,5 +158,5 @@ def test_plugin_card_registers_like_a_builtin(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_cards_and_registry_do_not_import_torch() -> None:
-    code = "import sys, methods.registry, bench.weights; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, methods.registry, methods.weights; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""})

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from rundata import cli, make_set5
 
-from bench.gate import GOLDEN_COLUMNS, accept, read_golden
-from bench.records import (
+from bench.results.gate import GOLDEN_COLUMNS, accept, read_golden
+from bench.results.records import (
     CHECKSUM_FILE,
     COLUMNS,
     V1_COLUMNS,

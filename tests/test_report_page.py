@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.match_pictures import ERROR_BANDS_PX, match_errors, save_match_picture
-from bench.records import Record, write_records
+from bench.engines.matching.pictures import ERROR_BANDS_PX, match_errors, save_match_picture
+from bench.results.records import Record, write_records
 from reports.collect import collect, means
 from reports.page import render_report
 from reports.paper_values import load_paper_values
@@ -59,7 +59,7 @@ def test_every_quality_run_appears_in_a_table_for_its_preset(tmp_path: Path) -> 
 
 
 def test_crop_grid_of_saved_images_with_hr_and_psnr(tmp_path: Path) -> None:
-    from bench.runner import RunConfig, run
+    from bench.engines.run.runner import RunConfig, run
 
     records = run(RunConfig(dataset="demo_stereo", preset="refsr", methods=("bicubic", "bicubic_matlab"),
                             out_dir=tmp_path / "runs" / "stereo", save_images=True, show_progress=False))
@@ -122,7 +122,7 @@ def test_report_shows_match_pictures_with_accuracy(tmp_path: Path) -> None:
 def test_demo_crop_keeps_the_ground_truth_exact() -> None:
     """Independent check of the shifted ground truth: the cropped reference sampled at it reproduces the cropped
     input (the homography pair's reference is the input warped, bilinear, rounded to 8 bits)."""
-    from bench.demo import centre_crop_pair
+    from bench.commands.demo import centre_crop_pair
     from protocols.embedded import bilinear_sample, demo_homography_pairs
 
     pair = demo_homography_pairs()[0]

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.records import Record
+from bench.results.records import Record
 from protocols.core import UserError
 from reports.collect import POOLED_IMAGE, Results, collect, means
 from reports.paper_values import PaperValue, load_paper_values
@@ -213,7 +213,7 @@ def test_collect_drops_random_weights_and_reads_cost() -> None:
     reading = "import sys, reports.collect; print(sorted({'torch', 'fvcore'} & set(sys.modules)))"
     imported = subprocess.run([sys.executable, "-c", reading], capture_output=True, text=True, check=True,
                               cwd=Path(__file__).resolve().parents[1]).stdout.strip()
-    assert imported == "[]"  # the cost.csv format (bench.cost_csv) is shared without pulling in torch
+    assert imported == "[]"  # the cost.csv format (bench.results.cost_csv) is shared without pulling in torch
     with pytest.raises(UserError, match="results folder not found"):
         collect([FIXTURE / "missing"])
 
@@ -389,7 +389,7 @@ def test_html_opens_in_headless_chromium(rendered: Path, tmp_path: Path) -> None
 def test_report_verb_on_an_empty_results_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No runs: every seed-paper table is still written, our cells empty with a reason."""
     import reports.page
-    from bench.cli import main
+    from bench.commands.cli import main
 
     monkeypatch.setattr(reports.page, "suite_availability", lambda data=None, weights=None: STUB)
     (tmp_path / "results").mkdir()

@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 from rundata import cli, make_cufed5, make_set5, register_gain_bicubic
 
-from bench.records import CHECKSUM_FILE, read_records
-from bench.rundir import RunLock
+from bench.results.records import CHECKSUM_FILE, read_records
+from bench.results.rundir import RunLock
 from protocols.datasets import load_items
 from protocols.pipeline import make_sample
 from protocols.scoring import score_levels
@@ -173,7 +173,7 @@ def test_two_writers_started_together_one_proceeds(tmp_path: Path, data: Path, c
 
 def _journal(tmp_path: Path, data: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A run stopped just before it finishes: records.csv is the full journal of every group."""
-    from bench.records import RecordAppender
+    from bench.results.records import RecordAppender
 
     def stop(self: RecordAppender) -> None:
         raise KeyboardInterrupt

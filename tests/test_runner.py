@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.records import read_records
+from bench.results.records import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bench.cli import main
-from bench.manifests import write_manifest
-from bench.records import read_records
+from bench.commands.cli import main
+from bench.commands.manifests import write_manifest
+from bench.results.records import read_records
 from methods.bicubic import bicubic
 from methods.registry import register
 from protocols import pipeline

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from rundata import cli, make_cufed5, make_set5
 
-from bench.distributed import balanced_split
+from bench.engines.distributed import balanced_split
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -161,7 +161,7 @@ def test_elastic_restart_completes_without_a_manual_rerun(tmp_path: Path, dying)
 
 
 def test_a_second_job_into_a_locked_directory_is_refused(tmp_path: Path, capsys) -> None:
-    from bench.rundir import RunLock
+    from bench.results.rundir import RunLock
 
     make_set5(tmp_path / "data", count=2)
     out = tmp_path / "out"

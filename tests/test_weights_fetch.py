@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from bench import weights as weights_module
-from bench.cli import main
-from bench.weights import RECORDED_HASHES, parse_weights_option
+from bench.commands.cli import main
 from methods import registry
 from methods.base import load_state_dict_strict, read_checkpoint
 from methods.cards import MethodCard, WeightFile
+from methods.weights import RECORDED_HASHES, parse_weights_option
 from protocols.core import UserError
 
 ROUTES: dict[str, tuple[int, str, bytes, int | None]] = {}  # path -> (status, content type, body, claimed length)

@@ -1,10 +1,11 @@
 """Cost of one method at one (LR, Ref) size as ``cost.csv`` rows plus its run-run_json entry.
 
-Conventions and rules: ``protocols.md`` §7 and ``bench/flop_handlers.py``. Units: MACs (one fused
+Conventions and rules: ``protocols.md`` §7 and ``bench/engines/cost/flop_handlers.py``. Units: MACs (one fused
 multiply-add = 1), stored and printed as GMACs (G = 1e9); parameters as exact integers; times in ms.
-The pieces: MACs from one fvcore trace (``bench.cost_macs``), parameters (``bench.cost_params``), latency
-(``bench.cost_latency``), peak memory (``bench.cost_memory``); the row type and file format
-(``bench.cost_csv``). Many methods and sizes, one run folder: ``bench.cost_run.measure_costs``.
+The pieces: MACs from one fvcore trace (``bench.engines.cost.macs``), parameters (``bench.engines.cost.params``),
+latency
+(``bench.engines.cost.latency``), peak memory (``bench.engines.cost.memory``); the row type and file format
+(``bench.results.cost_csv``). Many methods and sizes, one run folder: ``bench.engines.cost.pipeline.measure_costs``.
 
 * FLOPS-T = the convention's total. FLOPS-M = the multiply-accumulates of products (convolution, the
   matmul family, deformable convolution) inside the method's ``matching`` part (``MethodInfo.parts``),
@@ -26,11 +27,11 @@ from typing import Any
 
 import torch
 
-from bench.cost_csv import CostRow, hw_text
-from bench.cost_latency import LatencyConfig, cudnn_benchmark, summarize_ms, time_forward
-from bench.cost_macs import TraceCost, analyze_trace
-from bench.cost_memory import cpu_peak_rss_delta, gpu_peak_memory_mib
-from bench.cost_params import count_params, resolve_part
+from bench.engines.cost.latency import LatencyConfig, cudnn_benchmark, summarize_ms, time_forward
+from bench.engines.cost.macs import TraceCost, analyze_trace
+from bench.engines.cost.memory import cpu_peak_rss_delta, gpu_peak_memory_mib
+from bench.engines.cost.params import count_params, resolve_part
+from bench.results.cost_csv import CostRow, hw_text
 
 GIGA = 1e9
 

@@ -1,12 +1,12 @@
-"""``refsr-bench gate --run DIR`` and ``refsr-bench accept DIR``: the verbs over ``bench.gate``."""
+"""``refsr-bench gate --run DIR`` and ``refsr-bench accept DIR``: the verbs over ``bench.results.gate``."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from bench.gate import GOLDEN_DIR, accept, format_table, gate, read_golden, verdicts_json
-from bench.records import is_journal, read_records
+from bench.results.gate import GOLDEN_DIR, accept, format_table, gate, read_golden, verdicts_json
+from bench.results.records import is_journal, read_records
 from protocols.core import UserError
 
 

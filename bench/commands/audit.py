@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench import distributed
-from bench.records import Record
-from bench.runner import RunConfig, run
+from bench.engines import distributed
+from bench.engines.run.runner import RunConfig, run
+from bench.results.records import Record
 from methods.registry import card, resolve
 from protocols.core import UserError
 from protocols.datasets import get_dataset

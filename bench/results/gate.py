@@ -12,7 +12,7 @@ in a group it lists image by image.
 Paper values are never gated. ``refsr-bench accept DIR`` writes golden rows from a run, on request only.
 Version-1 golden files (the committed ones) name the dataset and reference columns ``protocol`` and ``level``;
 they are read unchanged. ``accept`` always writes the current header.
-The ``gate`` and ``accept`` verbs are ``bench.gate_cli``; ``dataset-job`` calls ``gate`` here.
+The ``gate`` and ``accept`` verbs are ``bench.commands.gate``; ``dataset-job`` calls ``gate`` here.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.records import Record, format_value, read_records
+from bench.results.records import Record, format_value, read_records
 from protocols.core import UserError
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "reports" / "golden"

@@ -1,6 +1,6 @@
 """``refsr-bench gpu-check``: one call that checks every port on a device and measures every network's cost there.
 
-    refsr-bench gpu-check --device cuda --sizes paper --out $OUT      # on a GPU machine (see bench/gpu_check.sh)
+    refsr-bench gpu-check --device cuda --sizes paper --out $OUT   # GPU machine: bench/commands/gpu_check.sh
     refsr-bench gpu-check --device cpu --sizes tiny --iterations 3     # the same steps on CPU, tiny sizes (tests)
 
 Steps, in this order (each one's wall time is recorded in run.json):
@@ -8,7 +8,8 @@ Steps, in this order (each one's wall time is recorded in run.json):
 1. Environment: GPU name, driver, torch / CUDA / cuDNN / torchvision versions, TF32 flags. TF32 is turned
    OFF (``torch.backends.cuda.matmul.allow_tf32 = False``, ``torch.backends.cudnn.allow_tf32 = False``) so
    float32 means float32 everywhere below.
-2. Fixtures: every port with an official fixture (``bench.fixtures.PORT_FIXTURES``) runs the fixture inputs on
+2. Fixtures: every port with an official fixture (``bench.engines.checks.fixtures.PORT_FIXTURES``) runs the fixture
+   inputs on
    the device in float32; max |Δ| against ``outputs.npz`` is compared with the tolerance the fixture README
    justifies (``PortFixture.atol`` / ``atol_why``). Those tolerances come from the float32-vs-float64 spread
    of the official code (1e-6 .. 1e-5) with margin; a GPU's float32 kernels (other summation orders, cuDNN
@@ -21,7 +22,7 @@ Steps, in this order (each one's wall time is recorded in run.json):
    on the CPU and replayed on the device; max |Δ| device vs CPU per call.
 4. Cost of every registered network (or ``-m``) at LR 128² / Ref 512² and on the CUFED5 stitched shape
    (LR 125×83, Ref 2560×512) — ``--sizes tiny`` uses LR 16² / Ref 64² and LR 15×11 / Ref 160×48:
-   parameters and MACs (``bench.cost.measure_method_size``: one fvcore trace), latency (warm-up, then
+   parameters and MACs (``bench.engines.cost.measure.measure_method_size``: one fvcore trace), latency (warm-up, then
    ``--iterations`` timed forwards: CUDA events on GPU, ``time.perf_counter`` on CPU; median, p10/p90), peak
    memory (GPU: ``torch.cuda.max_memory_allocated`` over one forward; CPU: the in-process peak-RSS delta,
    labelled as such), in float32 and, with ``--autocast``, under autocast (quantities suffixed
@@ -38,7 +39,7 @@ the stitched shape, seconds per forward) fewer are run and the cell says ``below
 reached after the budget is spent are recorded as skipped, and the cell in flight may overrun by one cell
 (~20 s), so the whole call ends by ~7.5 minutes. Nothing is estimated: a number in the output was measured.
 
-Writes ``OUT/<run-name>/cost.csv`` (``bench.cost_csv`` format; ``reports`` reads it), ``checks.csv`` (same
+Writes ``OUT/<run-name>/cost.csv`` (``bench.results.cost_csv`` format; ``reports`` reads it), ``checks.csv`` (same
 columns: fixture and deformable-convolution max |Δ|, autocast PSNR), ``run.json`` and ``summary.md`` (the
 table a session pastes into its note). ``OUT`` defaults to ``$OUT`` when set. Commit the folder under
 ``reports/results/cost/``.
@@ -63,14 +64,14 @@ from typing import Any
 
 import torch
 
-from bench.cost import measure_method_size
-from bench.cost_csv import CostRow, hw_text, write_cost_csv
-from bench.cost_latency import LatencyConfig, cudnn_benchmark, summarize_ms, time_forward
-from bench.cost_memory import cpu_peak_rss_delta, gpu_peak_memory_mib
-from bench.fixtures import PORT_FIXTURES, run_port_fixture
-from bench.flop_handlers import CONVENTIONS
-from bench.gpu_specs import UNKNOWN_PEAK, fp32_compute_bound_ms
-from bench.provenance import environment
+from bench.engines.checks.fixtures import PORT_FIXTURES, run_port_fixture
+from bench.engines.cost.flop_handlers import CONVENTIONS
+from bench.engines.cost.latency import LatencyConfig, cudnn_benchmark, summarize_ms, time_forward
+from bench.engines.cost.measure import measure_method_size
+from bench.engines.cost.memory import cpu_peak_rss_delta, gpu_peak_memory_mib
+from bench.results.cost_csv import CostRow, hw_text, write_cost_csv
+from bench.results.gpu_specs import UNKNOWN_PEAK, fp32_compute_bound_ms
+from bench.results.provenance import environment
 from protocols.core import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,7 +143,7 @@ def tf32_off() -> dict[str, bool]:
 
 
 def device_environment(device: str) -> dict[str, Any]:
-    """``bench.provenance.environment`` (timing form) plus nvidia-smi and the CUDA/cuDNN build of torch."""
+    """``bench.results.provenance.environment`` (timing form) plus nvidia-smi and the CUDA/cuDNN build of torch."""
     info = environment(device, timing=True)
     info["torch_cuda_build"] = torch.version.cuda
     if device.startswith("cuda"):
@@ -249,7 +250,7 @@ def recording_deform_conv2d(calls: list[tuple[tuple[Any, ...], dict[str, Any], t
 
 def _synthetic_for(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The fixtures' synthetic rule applied to ``module``'s own state_dict keys and shapes (plain rule, no gains)."""
-    from bench.fixtures import synthetic_value
+    from bench.engines.checks.fixtures import synthetic_value
 
     return {key: torch.from_numpy(synthetic_value(key, tuple(value.shape))) if value.is_floating_point()
             else value.clone() for key, value in module.state_dict().items()}
@@ -261,7 +262,7 @@ def check_deform_conv(shared: Path, device: str, log: Callable[[str], None]
     ``device`` with torchvision's kernel there; max |Δ| per call (float32, TF32 off)."""
     from torchvision.ops import deform_conv2d
 
-    from bench.fixtures import load_npz
+    from bench.engines.checks.fixtures import load_npz
     from methods.registry import create
 
     port = next(p for p in PORT_FIXTURES if p.uses_deform_conv)
@@ -325,7 +326,8 @@ def _network_signature(method: Any, module: torch.nn.Module, inputs: tuple[torch
 
 def timed_latency(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], device: str, warmup: int, repeat: int,
                   cap_s: float, autocast: str | None) -> tuple[list[float], dict[str, Any]]:
-    """Warm up (at least one forward), then ``repeat`` timed forwards via ``bench.cost_latency.time_forward``; fewer
+    """Warm up (at least one forward), then ``repeat`` timed forwards via
+    ``bench.engines.cost.latency.time_forward``; fewer
     when ``repeat`` forwards would exceed ``cap_s`` (the count actually run is returned and recorded)."""
     started = time.perf_counter()
     done = 0
@@ -351,7 +353,7 @@ def timed_latency(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], dev
 def peak_memory(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], device: str, autocast: str | None,
                 method: str, lr_hw: tuple[int, int], ref_hw: tuple[int, int]) -> tuple[dict[str, float], str]:
     """GPU: ``torch.cuda.max_memory_allocated`` over one forward (under ``autocast`` if given). CPU, float32:
-    ``bench.cost_memory``'s peak-RSS-delta probe in a fresh process; CPU under autocast: not measured (empty)."""
+    ``bench.engines.cost.memory``'s peak-RSS-delta probe in a fresh process; CPU autocast: not measured (empty)."""
     if device.startswith("cuda"):
         with precision(device, autocast):
             return gpu_peak_memory_mib(module, inputs), "torch.cuda.max_memory_allocated over one forward"
@@ -593,7 +595,7 @@ def run_gpu_check(args: argparse.Namespace) -> int:
     shared = shared_folder(args.shared)
     if shared is None:
         raise UserError("fixtures not found: pass --shared DIR or set REFSR_SHARED to the folder holding fixtures/ "
-                        "(bench/gpu_check.sh prepare copies it into .gpu_carry/shared)")
+                        "(bench/commands/gpu_check.sh prepare copies it into .gpu_carry/shared)")
     device = args.device
     on_gpu = device == "cuda"
     repeat = args.iterations if args.iterations is not None else (50 if on_gpu else 5)
@@ -606,7 +608,7 @@ def run_gpu_check(args: argparse.Namespace) -> int:
     names = registry.resolve(list(args.methods)) if args.methods else registered_networks()
     flags = tf32_off()
     env = device_environment(device)
-    sent_sha = shared.parent / "git_sha"  # written by `bench/gpu_check.sh prepare` (the device copy has no .git)
+    sent_sha = shared.parent / "git_sha"  # by `gpu_check.sh prepare` (the device copy has no .git)
     if env.get("git_sha") in (None, "unknown") and sent_sha.is_file():
         env["git_sha"] = sent_sha.read_text().strip() + " (recorded by gpu_check.sh prepare)"
     out = Path(args.out) / run_name(str(env["device_name"]))

@@ -24,9 +24,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from bench.runner import RunConfig, run
-from bench.weights import weight_status, weights_dir
+from bench.engines.run.runner import RunConfig, run
 from methods.registry import cards, create
+from methods.weights import weight_status, weights_dir
 from protocols.embedded import CorrespondencePair, demo_homography_pairs, demo_stereo_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,9 +165,9 @@ def run_matching(matchers: list[str], out_root: Path, settings: DemoSettings) ->
     match_images/<method>/<reference>/<pair>.png). Returns the run folders."""
     from tqdm import tqdm
 
-    from bench.match_pictures import RecordingMatcher, save_match_picture
-    from bench.provenance import environment
-    from bench.records import RUN_JSON_SCHEMA, Record, write_records
+    from bench.engines.matching.pictures import RecordingMatcher, save_match_picture
+    from bench.results.provenance import environment
+    from bench.results.records import RUN_JSON_SCHEMA, Record, write_records
     from protocols.matching import MatchingItem, MatchingOptions, accuracy_rows, evaluate_item
 
     options = MatchingOptions(scale=DEMO_SCALE, search_radius_px=settings.match_radius_px)
@@ -242,10 +242,10 @@ def run_cost(networks: tuple[tuple[str, int], ...], out_dir: Path, settings: Dem
     import torch
     from tqdm import tqdm
 
-    from bench.cost import measure_method_size
-    from bench.cost_latency import LatencyConfig
-    from bench.cost_run import write_cost_run
-    from bench.provenance import environment
+    from bench.engines.cost.latency import LatencyConfig
+    from bench.engines.cost.measure import measure_method_size
+    from bench.engines.cost.pipeline import write_cost_run
+    from bench.results.provenance import environment
 
     lr_hw, ref_hw = (settings.cost_lr_px,) * 2, (settings.cost_ref_px,) * 2
     latency = LatencyConfig(warmup=settings.cost_warmup, repeat=settings.cost_repeat)

@@ -1,9 +1,9 @@
 """``refsr-bench match``: matching accuracy (CC-Net Table 2 style) of matchers on a dataset with ground truth
-(the work is ``bench.matching_accuracy.match_accuracy``).
+(the work is ``bench.engines.matching.accuracy.match_accuracy``).
 
     refsr-bench match -m zncc zncc_blurry -d sintel --data ROOT --pass clean final --out DIR
 
-writes ``DIR/records.csv`` (bench.records format; protocol = dataset, preset = ``ccnet2017`` or the
+writes ``DIR/records.csv`` (bench.results.records format; protocol = dataset, preset = ``ccnet2017`` or the
 changed options, level = Sintel pass or HCI view pair, image = frame name, ``ALL`` (pooled over
 positions) or ``MEAN`` (mean over frames)), ``DIR/run.json`` (options, method parameters, data,
 timings, environment) and ``DIR/table.md`` (the pooled Table-2 view). Running again into the same DIR
@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench import distributed
-from bench.matching_accuracy import MatchConfig, match_accuracy, table_markdown
+from bench.engines import distributed
+from bench.engines.matching.accuracy import MatchConfig, match_accuracy, table_markdown
 from protocols.datasets import matching_datasets
 from protocols.matching import SUPPORTED_SCALES
 

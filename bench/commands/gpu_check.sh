@@ -2,13 +2,13 @@
 # GPU check of RefSR-Bench in one device call (issue 16). Two steps:
 #
 # 1. Here, on the development machine, once (needs ../shared and PyPI):
-#        bash bench/gpu_check.sh prepare
+#        bash bench/commands/gpu_check.sh prepare
 #    copies the fixtures and the CARN-M checkpoint into .gpu_carry/shared (../shared does not travel to the
 #    device machine) and builds wheels of the pure-Python packages its image lacks (fvcore and its needs)
 #    into .gpu_carry/whl. .gpu_carry/ is git-ignored; about 22 MB.
 #
 # 2. The device call (the `run` tool), ONE command, about 8 minutes on an H100:
-#        run(command="bash bench/gpu_check.sh device", carry=[".gpu_carry"], timeout_s=600)
+#        run(command="bash bench/commands/gpu_check.sh device", carry=[".gpu_carry"], timeout_s=600)
 #    It installs the wheels into /tmp/site, then runs
 #        python3 -m bench gpu-check --device cuda --sizes paper --out $OUT
 #    whose files come back under files_at/gpu-check-<gpu>-pt<torch>/ (cost.csv, checks.csv, run.json,
@@ -36,7 +36,7 @@ prepare)
     ;;
 device)
     shift
-    test -d "$CARRY/shared/fixtures" || { echo "no $CARRY: run 'bash bench/gpu_check.sh prepare' first" >&2; exit 2; }
+    test -d "$CARRY/shared/fixtures" || { echo "no $CARRY: run 'bash bench/commands/gpu_check.sh prepare' first" >&2; exit 2; }
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
         "$CARRY"/whl/*.whl
     export PYTHONPATH="$PWD:/tmp/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -46,7 +46,7 @@ device)
         "$@" 2>&1 | tee "${OUT:-/tmp}/gpu_check.log"
     ;;
 *)
-    echo "usage: bash bench/gpu_check.sh prepare | device [gpu-check options]" >&2
+    echo "usage: bash bench/commands/gpu_check.sh prepare | device [gpu-check options]" >&2
     exit 2
     ;;
 esac

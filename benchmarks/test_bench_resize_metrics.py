@@ -1,6 +1,6 @@
 """pytest-benchmark: the resize and metric paths (1024x768 RGB, ÷4), so regressions in the data pipeline show.
 
-    pytest bench/benchmarks/test_bench_resize_metrics.py --benchmark-only
+    pytest benchmarks/test_bench_resize_metrics.py --benchmark-only
 """
 
 from __future__ import annotations

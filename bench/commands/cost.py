@@ -8,7 +8,7 @@ convention) and ``DIR/run.json`` (versions, device, thread count, raw latency sa
 operators per method and convention); with ``--sweep-ref`` also ``DIR/sweep.png`` and ``DIR/sweep.svg``.
 Numbers from methods without loaded weights are cost numbers only: cost does not depend on weight values.
 Under torchrun (``torchrun --nproc-per-node N -m bench cost ...``) whole methods go to ranks, ranks sharing a
-device take turns, and rank 0 writes the one run folder (``bench.cost_run``).
+device take turns, and rank 0 writes the one run folder (``bench.engines.cost.pipeline``).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.cost_csv import parse_hw
-from bench.cost_latency import LatencyConfig, default_latency_config
-from bench.cost_run import CostConfig, measure_costs, sorted_ref_sizes
-from bench.flop_handlers import CONVENTIONS
+from bench.engines.cost.flop_handlers import CONVENTIONS
+from bench.engines.cost.latency import LatencyConfig, default_latency_config
+from bench.engines.cost.pipeline import CostConfig, measure_costs, sorted_ref_sizes
+from bench.results.cost_csv import parse_hw
 
 
 def add_subcommand(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -20,21 +20,21 @@ from protocols.errors import UserError
 
 # Verbs contributed by other modules (each defines ``add_subcommand(subparsers)``): verb -> (module, help).
 VERB_MODULES: dict[str, tuple[str, str]] = {
-    "match": ("bench.match_cli", "matching accuracy (fraction within 0..7 px) of matchers on Sintel / HCI / demos"),
-    "cost": ("bench.cost_cli", "parameters, MACs (GMACs), latency and peak memory of methods"),
-    "gate": ("bench.gate_cli", "compare a run with golden values; exit 1 on drift"),
-    "accept": ("bench.gate_cli", "write golden values from a run (explicit request only)"),
-    "audit": ("bench.audit", "one method under every applicable preset (protocol audit table)"),
-    "dataset-job": ("bench.jobs", "run + gate + report for one dataset (tox -e DATASET)"),
-    "manifest": ("bench.manifests", "draw and commit the random references (Sun80, Manga109)"),
-    "report": ("bench.report_cli", "HTML page, LaTeX tables and plots from run folders"),
-    "demo": ("bench.demo", "the main job: embedded data, cost table, HTML report (offline)"),
-    "gpu-check": ("bench.gpu_check", "fixture equality, deform-conv check and cost of every network on one device"),
+    "match": ("bench.commands.match", "matching accuracy (fraction within 0..7 px) on Sintel / HCI / demos"),
+    "cost": ("bench.commands.cost", "parameters, MACs (GMACs), latency and peak memory of methods"),
+    "gate": ("bench.commands.gate", "compare a run with golden values; exit 1 on drift"),
+    "accept": ("bench.commands.gate", "write golden values from a run (explicit request only)"),
+    "audit": ("bench.commands.audit", "one method under every applicable preset (protocol audit table)"),
+    "dataset-job": ("bench.commands.jobs", "run + gate + report for one dataset (tox -e DATASET)"),
+    "manifest": ("bench.commands.manifests", "draw and commit the random references (Sun80, Manga109)"),
+    "report": ("bench.commands.report", "HTML page, LaTeX tables and plots from run folders"),
+    "demo": ("bench.commands.demo", "the main job: embedded data, cost table, HTML report (offline)"),
+    "gpu-check": ("bench.commands.gpu_check", "fixtures, deform-conv replay and cost of every network on one device"),
 }
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from bench.runner import RunConfig, level_policies, parse_protocol, parse_shard, run
+    from bench.engines.run.runner import RunConfig, level_policies, parse_protocol, parse_shard, run
 
     dataset, preset = parse_protocol(args.protocol)
     policies = level_policies(args.level) or ((args.ref_policy,) if args.ref_policy else ())
@@ -77,7 +77,7 @@ def _print_means(records: list) -> None:
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
-    from bench.runner import merge
+    from bench.engines.run.runner import merge
 
     records = merge([Path(d) for d in args.run_dirs], Path(args.out), partial=args.partial)
     print(f"merged {len(args.run_dirs)} runs into {args.out} ({len(records)} records)")
@@ -97,8 +97,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _list_methods(pattern: str, weights: str | None, as_json: bool) -> None:
-    from bench.weights import weight_status, weights_dir
     from methods.registry import cards
+    from methods.weights import weight_status, weights_dir
 
     folder = weights_dir(weights)
     rows = [
@@ -163,7 +163,7 @@ def _list_protocols(pattern: str, as_json: bool) -> None:
 
 
 def _cmd_weights(args: argparse.Namespace) -> int:
-    from bench.weights import all_weight_entries, fetch, recorded_hashes, weights_dir
+    from methods.weights import all_weight_entries, fetch, recorded_hashes, weights_dir
 
     folder = weights_dir(args.weights)
     if args.action == "list":

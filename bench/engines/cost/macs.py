@@ -1,5 +1,6 @@
 """MACs of one traced forward, in every requested counting convention (``protocols.md`` §7,
-``bench/flop_handlers.py``). Units: MACs (one fused multiply-add = 1) or the convention's units, as integers.
+``bench/engines/cost/flop_handlers.py``).
+Units: MACs (one fused multiply-add = 1) or the convention's units, as integers.
 
 ONE jit trace per (method, size) through fvcore's ``FlopCountAnalysis``; a combined operator table evaluates
 every requested convention on that trace, so the (possibly minutes-long) traced forward runs once. The trace
@@ -20,7 +21,7 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 from fvcore.nn import jit_analysis as _fvcore_jit
 
-from bench.flop_handlers import CONVENTIONS, HANDLES_BY_CONVENTION, PRODUCT_BUCKETS, Handle
+from bench.engines.cost.flop_handlers import CONVENTIONS, HANDLES_BY_CONVENTION, PRODUCT_BUCKETS, Handle
 from protocols.core import UserError
 
 

@@ -1,7 +1,7 @@
 """Parameter counts of a cost graph's module and of each part's submodule (``MethodInfo.parts``).
 
 ``total`` = every parameter (shared tensors once); ``used`` = those feeding an operation of the pruned trace
-(``bench.cost_macs``; e.g. the x4 path of a multi-scale checkpoint); ``buffers`` counted separately.
+(``bench.engines.cost.macs``; e.g. the x4 path of a multi-scale checkpoint); ``buffers`` counted separately.
 """
 
 from __future__ import annotations

@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench import distributed
-from bench.gate import GOLDEN_DIR, format_table, gate, read_golden
-from bench.matching_accuracy import MatchConfig, match_accuracy
-from bench.records import read_records
-from bench.runner import RunConfig, level_policies, run
-from bench.weights import matchers, runnable_methods
+from bench.engines import distributed
+from bench.engines.matching.accuracy import MatchConfig, match_accuracy
+from bench.engines.run.runner import RunConfig, level_policies, run
+from bench.results.gate import GOLDEN_DIR, format_table, gate, read_golden
+from bench.results.records import read_records
+from methods.weights import matchers, runnable_methods
 from protocols.core import UserError
 from protocols.datasets import DATASETS, JobStep, load_items
 from protocols.spec import get_preset

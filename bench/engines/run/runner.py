@@ -1,7 +1,7 @@
 """``refsr-bench run``: one protocol (dataset + preset), several methods, per-image records.
 
-A run directory holds one configuration (``bench.rundir``: identity, lock). Resumable: records are
-journalled one group at a time with a checksum (``bench.records``); rerunning the same command skips what
+A run directory holds one configuration (``bench.results.rundir``: identity, lock). Resumable: records are
+journalled one group at a time with a checksum (``bench.results.records``); rerunning the same command skips what
 is done and the final ``records.csv`` is identical to an uninterrupted run's. Shardable: ``--shard i/n``
 takes every n-th image starting at i; ``refsr-bench merge`` joins a complete shard set.
 """
@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from bench import provenance, rundir
-from bench.records import (
+from bench.results import provenance, rundir
+from bench.results.records import (
     RANDOM_WEIGHTS_TAG,
     Record,
     RecordAppender,
@@ -30,9 +30,9 @@ from bench.records import (
     run_json_dataset,
     write_records,
 )
-from bench.weights import try_load, weight_file_for, weights_dir
 from methods.base import Method, sha256_of
 from methods.registry import create, resolve
+from methods.weights import try_load, weight_file_for, weights_dir
 from protocols.core import Sample, UserError
 from protocols.datasets import DatasetItem, data_root, get_dataset, load_items, locate
 from protocols.imageio import image_size
@@ -264,8 +264,8 @@ def run(
     """Evaluate ``config``; ``prediction_cache`` (optional) reuses SR outputs across presets that give a
     method identical inputs (the protocol audit runs many presets that share an LR). Under torchrun,
     ``allow_distributed`` (the ``run``, ``audit`` and ``dataset-job`` verbs) spreads the work over the ranks
-    (``bench.distributed``); other callers are refused there rather than run once per rank into one folder."""
-    from bench import distributed
+    (``bench.engines.distributed``); other callers are refused there rather than run once per rank into one folder."""
+    from bench.engines import distributed
 
     ctx = distributed.context()
     if ctx.world_size > 1:

@@ -1,8 +1,8 @@
 """``measure_costs(config)``: the cost of many methods at one LR size and one or more reference sizes, written
-as one run folder: ``cost.csv`` (``bench.cost_csv``), ``run.json`` and, for a reference-size sweep,
+as one run folder: ``cost.csv`` (``bench.results.cost_csv``), ``run.json`` and, for a reference-size sweep,
 ``sweep.png`` / ``sweep.svg`` (the report's cost-vs-reference-size plot, ``reports.plots``).
 
-Under torchrun (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` set, ``WORLD_SIZE`` > 1; ``bench.distributed``):
+Under torchrun (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` set, ``WORLD_SIZE`` > 1; ``bench.engines.distributed``):
 
 1. whole methods go to ranks (``distributed.balanced_split`` of equal weights: deterministic, in registry
    order); each rank measures on ``cuda:LOCAL_RANK`` with ``device="cuda"``, else on the CPU; the process
@@ -30,12 +30,12 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from bench import distributed
-from bench.cost import MethodCost, measure_method_size
-from bench.cost_csv import CostRow, write_cost_csv
-from bench.cost_latency import LatencyConfig
-from bench.flop_handlers import CONVENTIONS
-from bench.provenance import environment
+from bench.engines import distributed
+from bench.engines.cost.flop_handlers import CONVENTIONS
+from bench.engines.cost.latency import LatencyConfig
+from bench.engines.cost.measure import MethodCost, measure_method_size
+from bench.results.cost_csv import CostRow, write_cost_csv
+from bench.results.provenance import environment
 from protocols.core import UserError
 
 

@@ -7,7 +7,7 @@ Launched by torchrun (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` set, ``WORLD_SIZE
    by an interrupted attempt into ``records.csv``, writes ``run.json`` and splits the remaining groups
    (image x reference policy x method) over the ranks by expected cost (HR pixels x references read; longest first,
    each to the least loaded rank -- deterministic);
-3. each rank writes only ``parts/rank<R>.csv`` (the checksummed journal format of ``bench.records``) and
+3. each rank writes only ``parts/rank<R>.csv`` (the checksummed journal format of ``bench.results.records``) and
    ``parts/rank<R>.current`` (the group it is working on);
 4. after a barrier rank 0 folds the parts into ``records.csv`` and finishes it: byte-identical to the
    single-process run of the same command, ``run_id`` included.
@@ -37,8 +37,8 @@ from typing import Any
 import torch.distributed as dist
 from tqdm import tqdm
 
-from bench import rundir
-from bench.records import Record, RecordAppender, read_journal
+from bench.results import rundir
+from bench.results.records import Record, RecordAppender, read_journal
 from protocols.core import UserError
 from protocols.imageio import image_size
 
@@ -148,7 +148,7 @@ def _raise_first(errors: list[str | None]) -> None:
 
 def run(config: Any, ctx: Context) -> list[Record]:
     """The distributed form of ``runner.run`` (see the module docstring); rank 0 returns the records."""
-    from bench import runner
+    from bench.engines.run import runner
 
     device = config.device
     if device.startswith("cuda"):
@@ -205,7 +205,7 @@ def run(config: Any, ctx: Context) -> list[Record]:
 
 def _evaluate_share(config: Any, work: Any, run_id: str, shares: list[list[Any]], done_before: int,
                     ctx: Context) -> None:
-    from bench import runner
+    from bench.engines.run import runner
 
     (config.out_dir / PARTS_DIR).mkdir(exist_ok=True)
     part = RecordAppender(_part(config.out_dir, ctx.rank, "csv"), work.spec.metrics, run_id)

@@ -1,7 +1,7 @@
 """Matching accuracy (CC-Net Table 2 style) of matchers on a dataset with ground-truth correspondence: the typed
-work of the ``match`` verb (``bench.match_cli``), also called by ``dataset-job``.
+work of the ``match`` verb (``bench.commands.match``), also called by ``dataset-job``.
 
-``match_accuracy(MatchConfig(...))`` writes ``OUT/records.csv`` (bench.records format; dataset = the dataset,
+``match_accuracy(MatchConfig(...))`` writes ``OUT/records.csv`` (bench.results.records format; dataset = the dataset,
 preset = ``ccnet2017`` or the changed options, reference = Sintel pass or HCI view pair, image = frame name,
 ``ALL`` (pooled over positions) or ``MEAN`` (mean over frames)), ``OUT/run.json`` (options, method parameters,
 data, timings, environment) and ``OUT/table.md`` (the pooled Table-2 view). Running again into the same OUT
@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from bench import distributed
-from bench.records import RUN_JSON_SCHEMA, Record, read_records, write_records
+from bench.engines import distributed
+from bench.results.records import RUN_JSON_SCHEMA, Record, read_records, write_records
 from protocols.core import UserError
 from protocols.datasets import get_dataset
 from protocols.matching import (
@@ -61,7 +61,7 @@ class MatchConfig:
     max_frames: int | None = None
     device: str = "cpu"
     threads: int | None = None
-    weights: tuple[str, ...] | None = None  # FOLDER | FILE | METHOD=FILE items (bench.weights.parse_weights_option)
+    weights: tuple[str, ...] | None = None  # FOLDER | FILE | METHOD=FILE items (methods.weights.parse_weights_option)
 
 
 def matcher_names(items: list[str]) -> list[str]:
@@ -87,10 +87,10 @@ def matcher_names(items: list[str]) -> list[str]:
 
 
 def _load_match_weights(methods: dict[str, Any], values: list[str] | None) -> None:
-    """Apply ``--weights`` (bench.weights.parse_weights_option) to the built matchers."""
+    """Apply ``--weights`` (methods.weights.parse_weights_option) to the built matchers."""
     if not values:
         return
-    from bench.weights import parse_weights_option, try_load, weights_dir
+    from methods.weights import parse_weights_option, try_load, weights_dir
 
     option = parse_weights_option(values, list(methods))
     for name, method in methods.items():
@@ -238,7 +238,7 @@ def _write_run_json(path: Path, run_id: str, config: MatchConfig, names: list[st
                     reference_meta: dict[str, Any], timings: dict[str, Any], data_root: Path | None,
                     sentence: str) -> None:
     try:
-        from bench.provenance import environment
+        from bench.results.provenance import environment
 
         env = environment(config.device)
     except ImportError:  # the provenance helper is optional for this verb

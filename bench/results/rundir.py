@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.records import RUN_JSON_SCHEMA
+from bench.results.records import RUN_JSON_SCHEMA
 from protocols.core import UserError
 from protocols.datasets import DatasetItem
 

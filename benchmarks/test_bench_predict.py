@@ -1,13 +1,13 @@
 """``predict`` wall time of every registered method at one small fixed size (pytest-benchmark).
 
-    pytest bench/benchmarks/test_bench_predict.py --benchmark-autosave
-    pytest bench/benchmarks/test_bench_predict.py --benchmark-compare --benchmark-compare-fail=median:25%
+    pytest benchmarks/test_bench_predict.py --benchmark-autosave
+    pytest benchmarks/test_bench_predict.py --benchmark-compare --benchmark-compare-fail=median:25%
 
 Inputs: LR 16x16 and a Ref at HR size (16 * scale), float32 RGB in [0, 1] from a seeded generator, on the
 CPU, random (untrained) weights: timing only, never quality. Torch threads default to 1 (steadier on
 shared machines; set REFSR_BENCH_THREADS to change) and are stored with each result in ``extra_info``,
 so only runs with the same thread count are compared. Matcher-only methods (``predict`` raises
-UserError) are skipped. The workflow is described in ``bench/benchmarks/README.md``.
+UserError) are skipped. The workflow is described in ``benchmarks/README.md``.
 """
 
 from __future__ import annotations

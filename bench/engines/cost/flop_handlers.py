@@ -37,7 +37,7 @@ norms, interpolation, pooling, grid sampling) plus rules for what fvcore leaves 
 
 Every handler has fvcore's signature ``(inputs, outputs) -> Counter | int`` on ``torch._C.Value`` lists
 (a plain number is filed under the op name without ``aten::``), except that a handler may return None
-for "this node is not supported by the convention" (``bench.cost_macs`` reports it as unsupported).
+for "this node is not supported by the convention" (``bench.engines.cost.macs`` reports it as unsupported).
 """
 
 from __future__ import annotations

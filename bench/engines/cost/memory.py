@@ -2,7 +2,7 @@
 
 GPU: ``torch.cuda.max_memory_allocated`` over one forward (reset before), absolute (weights and inputs
 included) and as a delta over the allocation before the forward. CPU: peak RSS delta of one forward, measured
-in a fresh subprocess (``python -m bench.cost_memory``): build the method, reset the kernel's peak-RSS mark
+in a fresh subprocess (``python -m bench.engines.cost.memory``): build the method, reset the kernel's peak-RSS mark
 (``echo 5 > /proc/self/clear_refs``), read ``VmRSS``, run the forward, read ``VmHWM``; the delta is the extra
 resident memory the forward needed (weights and inputs excluded, output included). Where ``clear_refs``
 cannot be written the probe falls back to ``ru_maxrss`` minus ``VmRSS`` (a lower bound) and says so.
@@ -90,7 +90,7 @@ def cpu_peak_rss_delta(
     }
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     completed = subprocess.run(
-        [sys.executable, "-m", "bench.cost_memory", "--memory-probe", json.dumps(request)],
+        [sys.executable, "-m", "bench.engines.cost.memory", "--memory-probe", json.dumps(request)],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -1,1 +1,0 @@
-"""pytest-benchmark suites (run explicitly: ``pytest bench/benchmarks``; see README.md)."""

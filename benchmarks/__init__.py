@@ -1,0 +1,1 @@
+"""pytest-benchmark suites (run explicitly: ``pytest benchmarks``; see README.md)."""
