@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench import weights as weights_module
+from methods import weights as weights_module
 from bench.commands.cli import main
 from methods import registry
 from methods.base import load_state_dict_strict, read_checkpoint
