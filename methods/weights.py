@@ -16,14 +16,15 @@ import http.client
 import importlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from methods.cards import MethodCard, WeightFile
 from methods.registry import card, cards, create, resolve
@@ -172,6 +173,65 @@ def try_load(method: Method, folder: Path) -> str | None:
         )
     method.load_weights(folder)
     return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# loading: the one place that turns a method name and the --weights option into a method with weights
+
+_CHECKPOINT_ERRORS = (RuntimeError, ValueError, KeyError, OSError, EOFError, pickle.UnpicklingError)
+
+
+def _first_line(text: str) -> str:
+    first = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    return first if len(first) <= 200 else first[:200] + " ..."
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """Short reasons for files that cannot be checkpoints, before torch prints its long ones."""
+    head = path.read_bytes()[:4] if path.stat().st_size else b""
+    if not head:
+        raise UserError(f"checkpoint {path} is empty (0 bytes); download it again")
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise UserError(f"checkpoint {path} is not a PyTorch checkpoint (neither zip nor pickle); download it again")
+
+
+def _guarded(name: str, load: Callable[[], str | None]) -> str | None:
+    try:
+        return load()
+    except UserError as error:
+        raise UserError(f"{name}: {_first_line(str(error))}") from None
+    except _CHECKPOINT_ERRORS as error:
+        raise UserError(f"{name}: the checkpoint does not fit this method: {_first_line(str(error))}") from None
+
+
+def load_method(
+    name: str, scale: int, device: str, weights: str | Sequence[str] | None, methods: Sequence[str]
+) -> tuple[Method, str | None]:
+    """Create method ``name`` and load its weights: ``--weights FILE`` / ``METHOD=FILE`` when given for it, else
+    the official files in the weights folder. Returns (method, None) when loaded, or (method with its seeded
+    random weights, why no weights were loaded) so the caller decides whether random weights may be used."""
+    method = create(name, scale=scale, device=device)
+    if explicit_file := weight_file_for(weights, methods, name):
+        check_checkpoint_file(Path(explicit_file))
+        _guarded(name, lambda: method.load_weights(explicit_file))
+        return method, None
+    folder = weights_dir(weights)
+    for weight in method.info.weights:
+        if (folder / weight.file_name).is_file():
+            check_checkpoint_file(folder / weight.file_name)
+    return method, _guarded(name, lambda: try_load(method, folder))
+
+
+def weight_files(method: Method, weights: str | Sequence[str] | None, methods: Sequence[str]) -> list[dict[str, Any]]:
+    """Each weight file ``method`` loads, with its sha256 (None when the file is absent)."""
+    folder = weights_dir(weights)
+    rows: list[dict[str, Any]] = []
+    for weight in method.info.weights:
+        path = folder / weight.file_name
+        rows.append({"file": weight.file_name, "sha256": _sha256_of(path) if path.is_file() else None})
+    if explicit_file := weight_file_for(weights, methods, method.info.name):
+        rows.append({"file": Path(explicit_file).name, "sha256": _sha256_of(Path(explicit_file))})
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from protocols.imageio import read_image
 from protocols.resize import from_uint8_array, matlab_imresize, pil_bicubic
 from protocols.scoring import check_scored_size, luma
 from protocols.scoring import score as score  # re-exported: tests/test_golden.py, test_presets.py import it here
-from protocols.spec import ProtocolSpec
+from protocols.spec import ProtocolSpec, center_pad_amounts
 
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
 
@@ -29,12 +29,6 @@ def modcrop(image: np.ndarray, multiple: int) -> np.ndarray:
     """Keep the top-left H - H mod m rows and W - W mod m columns."""
     h, w = image.shape[:2]
     return image[: h - h % multiple, : w - w % multiple]
-
-
-def center_pad_amounts(h: int, w: int, multiple: int) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) that pad (h, w) to the next multiple, centred (top = floor(Δ/2))."""
-    dh, dw = (-h) % multiple, (-w) % multiple
-    return dh // 2, dh - dh // 2, dw // 2, dw - dw // 2
 
 
 def pad_replicate(image: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:

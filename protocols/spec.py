@@ -22,6 +22,12 @@ SR_QUANTISATIONS = ("clamp_round", "round", "clamp", "none")
 Y_FORMS = ("bt601_255", "bt601_256", "luma")
 
 
+def center_pad_amounts(h: int, w: int, multiple: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) that pad (h, w) to the next multiple, centred (top = floor(Δ/2))."""
+    dh, dw = (-h) % multiple, (-w) % multiple
+    return dh // 2, dh - dh // 2, dw // 2, dw - dw // 2
+
+
 @dataclass(frozen=True)
 class ProtocolSpec:
     """A complete evaluation convention. Field values are plain data so the spec serialises to JSON."""
@@ -75,6 +81,18 @@ class ProtocolSpec:
 
     def hr_multiple_for(self, dataset: str) -> int:
         return dict(self.hr_multiple_by_dataset).get(dataset, self.hr_multiple)
+
+    def prepared_hw(self, file_hw: tuple[int, int], dataset: str) -> tuple[tuple[int, int], tuple[int, int]]:
+        """For an HR file of ``file_hw`` (H, W): (the HR size scored, before border crops; the size of the image
+        that is degraded into the LR). ``zero_pad_to_common`` pads the degraded image further, to the size of the
+        reference, which this does not know."""
+        h, w = file_hw
+        multiple = self.hr_multiple_for(dataset)
+        if self.hr_recipe == "pad_center_replicate":
+            top, bottom, left, right = center_pad_amounts(h, w, multiple)
+            return (h, w), (h + top + bottom, w + left + right)
+        cropped = (h - h % multiple, w - w % multiple)
+        return cropped, cropped
 
     def reference_policy_for(self, dataset: str) -> str:
         return dict(self.reference_policy_by_dataset).get(dataset, self.reference_policy)

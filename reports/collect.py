@@ -42,7 +42,7 @@ class RunInfo:
 class SavedImage:
     run: str
     method: str
-    reference_folder: str  # the reference policy with ':' replaced by '_' (bench.engines.run.runner's folder naming)
+    reference_folder: str  # the reference policy with ':' replaced by '_' (bench.engines.run.plan.image_path)
     image: str
     path: Path
 

@@ -190,7 +190,7 @@ def empty_reason(column: ColumnSpec, row_key: str, spec: TableSpec, availability
 
 
 def default_reference(preset: str, dataset: str) -> str | None:
-    """The reference policy ``refsr-bench run`` uses for (preset, dataset) by default (``bench.engines.run.runner``)."""
+    """The reference policy ``refsr-bench run`` uses for (preset, dataset) by default (``bench.engines.run.plan``)."""
     spec = PRESETS.get(preset)
     if spec is None:
         return None

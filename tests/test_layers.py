@@ -75,3 +75,56 @@ def test_argparse_only_in_the_command_layer() -> None:
 def _all_imports(path: Path) -> list[tuple[int, str]]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     return [(n.lineno, a.name) for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected component of more than one module (or a module importing itself): Tarjan."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1 or node in graph.get(node, ()):
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def _import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """module -> the suite modules it imports (module- and function-level); importing a package's module also
+    runs the package's ``__init__``, which is counted as an edge only when that ``__init__`` imports something."""
+    return {m: {name for _, name in _imports(m, path) if name in modules and name != m} for m, path in modules.items()}
+
+
+def test_no_import_cycle_between_modules() -> None:
+    cycles = _cycles(_import_graph(MODULES))
+    assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_the_cycle_check_finds_a_planted_cycle(tmp_path: Path) -> None:
+    """The oracle of the test above: two planted modules that import each other inside functions."""
+    (tmp_path / "a.py").write_text("def f():\n    from protocols.b import g\n")
+    (tmp_path / "b.py").write_text("def g():\n    import protocols.a\n")
+    (tmp_path / "c.py").write_text("import protocols.a\n")
+    planted = {"protocols.a": tmp_path / "a.py", "protocols.b": tmp_path / "b.py", "protocols.c": tmp_path / "c.py"}
+    graph = {m: {name for _, name in _imports(m, p) if name in planted} for m, p in planted.items()}
+    assert _cycles(graph) == [["protocols.a", "protocols.b"]]

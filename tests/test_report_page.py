@@ -59,7 +59,8 @@ def test_every_quality_run_appears_in_a_table_for_its_preset(tmp_path: Path) -> 
 
 
 def test_crop_grid_of_saved_images_with_hr_and_psnr(tmp_path: Path) -> None:
-    from bench.engines.run.runner import RunConfig, run
+    from bench.engines.run.execute import run
+    from bench.engines.run.plan import RunConfig
 
     records = run(RunConfig(dataset="demo_stereo", preset="refsr", methods=("bicubic", "bicubic_matlab"),
                             out_dir=tmp_path / "runs" / "stereo", save_images=True, show_progress=False))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from rundata import cli, make_cufed5, make_set5
 
-from bench.engines.distributed import balanced_split
+from bench.engines.torchrun import balanced_split
 
 ROOT = Path(__file__).resolve().parents[1]
 

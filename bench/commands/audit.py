@@ -10,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench.engines import distributed
-from bench.engines.run.runner import RunConfig, run
+from bench.engines import torchrun
+from bench.engines.run.execute import run
+from bench.engines.run.plan import RunConfig
 from bench.results.records import Record
 from methods.registry import card, resolve
 from protocols.core import UserError
@@ -89,7 +90,7 @@ def audit(
         raise UserError(f"no preset applies to {method} on {dataset}")
     records: list[Record] = []
     cache: dict[tuple[str, ...], torch.Tensor] = {}
-    with distributed.process_group() as ctx:  # under torchrun every rank takes part in each preset's run, in order
+    with torchrun.process_group() as ctx:  # under torchrun every rank takes part in each preset's run, in order
         for spec in specs:
             config = RunConfig(
                 dataset=dataset,

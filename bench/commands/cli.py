@@ -34,7 +34,9 @@ VERB_MODULES: dict[str, tuple[str, str]] = {
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from bench.engines.run.runner import RunConfig, level_policies, parse_protocol, parse_shard, run
+    from bench.commands.run_options import level_policies, parse_protocol, parse_shard
+    from bench.engines.run.execute import run
+    from bench.engines.run.plan import RunConfig
 
     dataset, preset = parse_protocol(args.protocol)
     policies = level_policies(args.level) or ((args.ref_policy,) if args.ref_policy else ())
@@ -77,7 +79,7 @@ def _print_means(records: list) -> None:
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
-    from bench.engines.run.runner import merge
+    from bench.engines.run.merge import merge
 
     records = merge([Path(d) for d in args.run_dirs], Path(args.out), partial=args.partial)
     print(f"merged {len(args.run_dirs)} runs into {args.out} ({len(records)} records)")

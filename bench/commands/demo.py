@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from bench.engines.run.runner import RunConfig, run
+from bench.engines.run.execute import run
+from bench.engines.run.plan import RunConfig
 from methods.registry import cards, create
 from methods.weights import weight_status, weights_dir
 from protocols.embedded import CorrespondencePair, demo_homography_pairs, demo_stereo_pairs

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.engines import distributed
+from bench.commands.run_options import level_policies
+from bench.engines import torchrun
 from bench.engines.matching.accuracy import MatchConfig, match_accuracy
-from bench.engines.run.runner import RunConfig, level_policies, run
+from bench.engines.run.execute import run
+from bench.engines.run.plan import RunConfig
 from bench.results.gate import GOLDEN_DIR, format_table, gate, read_golden
 from bench.results.records import read_records
 from methods.weights import matchers, runnable_methods
@@ -60,7 +62,7 @@ def dataset_job(dataset: str, out: Path, data: str | None, weights: str | None) 
         matching.check_dataset(dataset, data)
     if any(step.kind == "quality" for step in steps):
         load_items(dataset, data)
-    with distributed.process_group() as ctx:  # under torchrun every rank takes part in each run, in order
+    with torchrun.process_group() as ctx:  # under torchrun every rank takes part in each run, in order
         run_dirs = [_run_step(dataset, step, out, data, weights) for step in steps]
     if ctx.rank != 0:
         return 0  # rank 0 gates and reports

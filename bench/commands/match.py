@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.engines import distributed
+from bench.engines import torchrun
 from bench.engines.matching.accuracy import MatchConfig, match_accuracy, table_markdown
 from protocols.datasets import matching_datasets
 from protocols.matching import SUPPORTED_SCALES
@@ -76,7 +76,7 @@ def run_match(args: argparse.Namespace) -> int:
         threads=args.threads, weights=tuple(args.weights) if args.weights else None,
     )
     records = match_accuracy(config)
-    if distributed.context().rank != 0:
+    if torchrun.context().rank != 0:
         return 0  # under torchrun only rank 0 reports
     print(table_markdown(records))
     print(f"wrote {config.out / 'records.csv'} ({len(records)} records), run.json and table.md")

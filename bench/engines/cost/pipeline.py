@@ -2,9 +2,9 @@
 as one run folder: ``cost.csv`` (``bench.results.cost_csv``), ``run.json`` and, for a reference-size sweep,
 ``sweep.png`` / ``sweep.svg`` (the report's cost-vs-reference-size plot, ``reports.plots``).
 
-Under torchrun (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` set, ``WORLD_SIZE`` > 1; ``bench.engines.distributed``):
+Under torchrun (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` set, ``WORLD_SIZE`` > 1; ``bench.engines.torchrun``):
 
-1. whole methods go to ranks (``distributed.balanced_split`` of equal weights: deterministic, in registry
+1. whole methods go to ranks (``torchrun.balanced_split`` of equal weights: deterministic, in registry
    order); each rank measures on ``cuda:LOCAL_RANK`` with ``device="cuda"``, else on the CPU; the process
    group is gloo (only Python objects are exchanged);
 2. ranks that share a device (same host and device string: every rank on the CPU, or two ranks given one
@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from bench.engines import distributed
+from bench.engines import torchrun
 from bench.engines.cost.flop_handlers import CONVENTIONS
 from bench.engines.cost.latency import LatencyConfig
 from bench.engines.cost.measure import MethodCost, measure_method_size
@@ -233,7 +233,7 @@ def measure_costs(config: CostConfig) -> CostResult:
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     names = registry.resolve(list(config.methods))
-    ctx = distributed.context()
+    ctx = torchrun.context()
     if ctx.world_size > 1:
         return _measure_distributed(config, names, ctx)
     config.out_dir.mkdir(parents=True, exist_ok=True)
@@ -251,7 +251,7 @@ def measure_costs(config: CostConfig) -> CostResult:
     return _finish(config, share, run_json, names)
 
 
-def _measure_distributed(config: CostConfig, names: Sequence[str], ctx: distributed.Context) -> CostResult:
+def _measure_distributed(config: CostConfig, names: Sequence[str], ctx: torchrun.Context) -> CostResult:
     import torch.distributed as dist
 
     device = "cpu"
@@ -261,7 +261,7 @@ def _measure_distributed(config: CostConfig, names: Sequence[str], ctx: distribu
                             "start torchrun with --nproc-per-node at most the GPU count")
         device = f"cuda:{ctx.local_rank}"
         torch.cuda.set_device(device)
-    distributed.init_process_group("gloo", ctx)
+    torchrun.init_process_group("gloo", ctx)
     try:
         where = {"rank": ctx.rank, "host": platform.node()}
         keys: list[Any] = [None] * ctx.world_size
@@ -270,7 +270,7 @@ def _measure_distributed(config: CostConfig, names: Sequence[str], ctx: distribu
         # ranks on one device measure one after another (rank order); untimed work runs all at once
         my_turn = sum(1 for r in range(ctx.rank) if keys[r] == keys[ctx.rank]) if timed else 0
         turns = max(sum(1 for k in keys if k == key) for key in keys) if timed else 1
-        mine = [names[i] for i in distributed.balanced_split([1.0] * len(names), ctx.world_size)[ctx.rank]]
+        mine = [names[i] for i in torchrun.balanced_split([1.0] * len(names), ctx.world_size)[ctx.rank]]
         share, error = _Share(), None
         if ctx.rank == 0:
             config.out_dir.mkdir(parents=True, exist_ok=True)

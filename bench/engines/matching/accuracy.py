@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from bench.engines import distributed
+from bench.engines import torchrun
 from bench.results.records import RUN_JSON_SCHEMA, Record, read_records, write_records
 from protocols.core import UserError
 from protocols.datasets import get_dataset
@@ -137,7 +137,7 @@ def _evaluate_frames(methods: Mapping[str, Any], dataset: Any, options: Matching
     return results
 
 
-def _gather(results: dict[str, dict[str, FrameResult]], ctx: distributed.Context) -> dict[str, dict[str, FrameResult]]:
+def _gather(results: dict[str, dict[str, FrameResult]], ctx: torchrun.Context) -> dict[str, dict[str, FrameResult]]:
     """Every rank's results on rank 0 (other ranks: their own); a no-op outside torchrun."""
     if ctx.world_size == 1:
         return results
@@ -195,7 +195,7 @@ def match_accuracy(config: MatchConfig) -> list[Record]:
     records: list[Record] = []
     timings: dict[str, dict[str, Any]] = {}
     reference_meta: dict[str, Any] = {}
-    with distributed.process_group() as ctx:  # gloo: only the per-frame results travel between ranks
+    with torchrun.process_group() as ctx:  # gloo: only the per-frame results travel between ranks
         for options, dataset, entries in plans:
             share = list(entries[ctx.rank :: ctx.world_size])
             results = _gather(_evaluate_frames(methods, dataset, options, share), ctx)

@@ -1,8 +1,9 @@
-"""``torchrun ... -m bench run ...``: one run directory, evaluated by every rank of a torch.distributed job.
+"""The torchrun executor of the run engine (``torchrun ... -m bench run ...``): one run directory, evaluated
+by every rank of a torch.distributed job.
 
 Launched by torchrun (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` set, ``WORLD_SIZE`` > 1), ``run`` goes here:
 
-1. every rank validates the command (``runner.plan``); any rank's error stops all ranks before a write;
+1. every rank validates the command (``bench.engines.run.plan.plan``); any rank's error stops all ranks before a write;
 2. rank 0 takes the run directory's lock for the whole job, checks the identity, folds part files left
    by an interrupted attempt into ``records.csv``, writes ``run.json`` and splits the remaining groups
    (image x reference policy x method) over the ranks by expected cost (HR pixels x references read; longest first,
@@ -15,28 +16,27 @@ Launched by torchrun (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` set, ``WORLD_SIZE
 A rerun (or torchrun's ``--max-restarts``) resumes from every part written. Ranks run on ``cuda:LOCAL_RANK``
 when ``--device cuda`` is given, else on the CPU with the gloo backend.
 
-Verbs that make several runs (``audit``, ``dataset-job``) join the process group once (``process_group``) and
-make each inner run this way, every rank taking part in each run in the same order; rank 0 alone then
-writes what comes after the runs (tables, gate, report).
+Verbs that make several runs (``audit``, ``dataset-job``) join the process group once
+(``bench.engines.torchrun.process_group``) and make each inner run this way, every rank taking part in each run
+in the same order; rank 0 alone then writes what comes after the runs (tables, gate, report).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import torch.distributed as dist
 from tqdm import tqdm
 
+from bench.engines.run.evaluate import evaluate_groups
+from bench.engines.run.folder import open_journal, write_run_json
+from bench.engines.run.plan import Group, Plan, RunConfig, describe, group_count, pending_groups, plan
+from bench.engines.torchrun import Context, backend_for, balanced_split, init_process_group, raise_first
 from bench.results import rundir
 from bench.results.records import Record, RecordAppender, read_journal
 from protocols.core import UserError
@@ -44,36 +44,7 @@ from protocols.imageio import image_size
 
 PARTS_DIR = "parts"
 
-
-@dataclass(frozen=True)
-class Context:
-    rank: int
-    world_size: int
-    local_rank: int
-
-
-def context() -> Context:
-    """The torchrun environment, or rank 0 of 1 outside it."""
-    try:
-        return Context(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
-                       int(os.environ.get("LOCAL_RANK", "0")))
-    except ValueError:
-        raise UserError("RANK, WORLD_SIZE and LOCAL_RANK must be integers (set by torchrun)") from None
-
-
-def balanced_split(costs: list[float], world_size: int) -> list[list[int]]:
-    """Indices of ``costs`` per rank: longest job first to the least loaded rank (ties: lower index/rank),
-    each share then in its original order. Deterministic for a given input."""
-    loads = [0.0] * world_size
-    shares: list[list[int]] = [[] for _ in range(world_size)]
-    for index in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
-        rank = min(range(world_size), key=lambda r: (loads[r], r))
-        loads[rank] += costs[index]
-        shares[rank].append(index)
-    return [sorted(share) for share in shares]
-
-
-def _group_cost(work: Any, group: tuple[str, int, int], pixels: dict[int, float]) -> float:
+def _group_cost(work: Plan, group: Group, pixels: dict[int, float]) -> float:
     policy, item_index, _ = group
     if item_index not in pixels:
         source = work.items[item_index].hr
@@ -105,90 +76,46 @@ def absorb_parts(out_dir: Path, appender: RecordAppender) -> None:
     folder.rmdir()
 
 
-def init_process_group(backend: str, ctx: Context) -> None:
-    """Join the job's process group through torchrun's store, under a key prefix of this restart attempt
-    (an elastic restart must not read the previous attempt's gloo addresses)."""
-    timeout = timedelta(hours=6)
-    address, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
-    if not address or not port:
-        dist.init_process_group(backend, timeout=timeout, rank=ctx.rank, world_size=ctx.world_size)
-        return
-    agent_hosts_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
-    store = dist.TCPStore(address, int(port), ctx.world_size, is_master=not agent_hosts_store and ctx.rank == 0,
-                          timeout=timedelta(minutes=15), multi_tenant=not agent_hosts_store)
-    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-    prefixed = dist.PrefixStore(f"refsr-bench/attempt{attempt}", store)
-    dist.init_process_group(backend, store=prefixed, rank=ctx.rank, world_size=ctx.world_size, timeout=timeout)
-
-
-def _backend(device: str) -> str:
-    return "nccl" if device.startswith("cuda") else "gloo"
-
-
-@contextlib.contextmanager
-def process_group(device: str = "cpu") -> Iterator[Context]:
-    """Join torchrun's process group for the whole block (a verb making several runs); outside torchrun, or
-    when the group is already joined, nothing is done. Yields this process's ``Context``."""
-    ctx = context()
-    if ctx.world_size <= 1 or dist.is_initialized():
-        yield ctx
-        return
-    init_process_group(_backend(device), ctx)
-    try:
-        yield ctx
-    finally:
-        dist.destroy_process_group()
-
-
-def _raise_first(errors: list[str | None]) -> None:
-    for rank, error in enumerate(errors):
-        if error is not None:
-            raise UserError(f"rank {rank}: {error}" if len(errors) > 1 else error)
-
-
-def run(config: Any, ctx: Context) -> list[Record]:
-    """The distributed form of ``runner.run`` (see the module docstring); rank 0 returns the records."""
-    from bench.engines.run import runner
-
+def run_distributed(config: RunConfig, ctx: Context) -> list[Record]:
+    """The distributed form of ``bench.engines.run.execute.run`` (see the module docstring); rank 0 returns the
+    records."""
     device = config.device
     if device.startswith("cuda"):
         device = f"cuda:{ctx.local_rank}"
     joined_here = not dist.is_initialized()  # else a verb's ``process_group`` holds it across several runs
     if joined_here:
-        init_process_group(_backend(device), ctx)
+        init_process_group(backend_for(device), ctx)
     lock: rundir.RunLock | None = None
     try:
         rank_config = dataclasses.replace(config, device=device)
         error: str | None = None
         work = None
         try:
-            work = runner.plan(rank_config)
+            work = plan(rank_config)
         except UserError as failure:
             error = str(failure)
         errors: list[str | None] = [None] * ctx.world_size
         dist.all_gather_object(errors, error)
-        _raise_first(errors)
+        raise_first(errors)
         assert work is not None
         message: list[Any] = [None, None, None, None]
         if ctx.rank == 0:
             try:
                 rundir.make_out_dir(config.out_dir)
                 lock = rundir.RunLock(config.out_dir).acquire()
-                resume = rundir.reconcile(config.out_dir, work.identity, work.data_folder, config.shard, work.inputs)
-                run_id = rundir.run_id_of(resume.identity)
-                appender = RecordAppender(config.out_dir / "records.csv", work.spec.metrics, run_id)
+                run_id, appender, resume = open_journal(config, work)
                 absorb_parts(config.out_dir, appender)
-                runner._write_run_json(config, work, resume, run_id)
-                pending = runner.pending_groups(config, work, appender.done)
+                write_run_json(config, work, resume, run_id)
+                pending = pending_groups(config, work, appender.done)
                 pixels: dict[int, float] = {}
                 costs = [_group_cost(work, group, pixels) for group in pending]
                 shares = [[pending[i] for i in share] for share in balanced_split(costs, ctx.world_size)]
-                total = len(work.items) * len(work.policies) * len(work.methods)
+                total = group_count(work)
                 message = [None, run_id, shares, total - len(pending)]
             except UserError as failure:
                 message = [str(failure), None, None, None]
         dist.broadcast_object_list(message, src=0)
-        _raise_first([message[0]])
+        raise_first([message[0]])
         run_id, shares, done_before = message[1], message[2], message[3]
         _evaluate_share(rank_config, work, run_id, shares, done_before, ctx)
         dist.barrier()
@@ -203,10 +130,8 @@ def run(config: Any, ctx: Context) -> list[Record]:
             dist.destroy_process_group()
 
 
-def _evaluate_share(config: Any, work: Any, run_id: str, shares: list[list[Any]], done_before: int,
+def _evaluate_share(config: RunConfig, work: Plan, run_id: str, shares: list[list[Group]], done_before: int,
                     ctx: Context) -> None:
-    from bench.engines.run import runner
-
     (config.out_dir / PARTS_DIR).mkdir(exist_ok=True)
     part = RecordAppender(_part(config.out_dir, ctx.rank, "csv"), work.spec.metrics, run_id)
     current = _part(config.out_dir, ctx.rank, "current")
@@ -223,11 +148,11 @@ def _evaluate_share(config: Any, work: Any, run_id: str, shares: list[list[Any]]
             progress.update(done_before + written - progress.n)
 
     for group in shares[ctx.rank]:
-        current.write_text(runner.describe(config, work, group) + "\n")
+        current.write_text(describe(config, work, group) + "\n")
         try:
-            runner.evaluate_groups(config, work, run_id, [group], part, after_each=refresh)
+            evaluate_groups(config, work, run_id, [group], part, after_each=refresh)
         except UserError as failure:
-            raise UserError(f"rank {ctx.rank} failed on {runner.describe(config, work, group)}: {failure}") from None
+            raise UserError(f"rank {ctx.rank} failed on {describe(config, work, group)}: {failure}") from None
     current.unlink(missing_ok=True)
     _part(config.out_dir, ctx.rank, "done").write_text("")
     if ctx.rank == 0:
