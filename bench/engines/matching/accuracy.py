@@ -153,38 +153,15 @@ def match_accuracy(config: MatchConfig) -> list[Record]:
     ``records.csv`` afterwards (the kept rows of other levels/methods first, then this run's). Under torchrun the
     frames are dealt round-robin to the ranks and rank 0 writes the same files one process would (run.json's
     timings aside); other ranks return an empty list."""
-    from methods.registry import create
-
     if config.threads:
         torch.set_num_threads(config.threads)
     if config.max_frames is not None and config.max_frames < 1:
         raise UserError(f"--max-frames must be >= 1; got {config.max_frames}")
-    names = matcher_names(list(config.methods))
-    methods = {name: create(name, scale=config.scale, device=config.device) for name in names}
-    _load_match_weights(methods, list(config.weights) if config.weights else None)
     if config.search_radius < 0:
         raise UserError(f"--search-radius must be >= 0; got {config.search_radius}")
-    for name, method in methods.items():
-        # Matchers with a configurable window search the protocol's window (recorded in their info).
-        if hasattr(method, "with_search_radius"):
-            methods[name] = method.with_search_radius(config.search_radius)
+    names, methods = _matchers(config)
     data_root = _data_root(config.data)
-    card_passes = get_dataset(config.dataset).matching_passes
-    unsupported = [p for p in config.passes if card_passes and p not in card_passes]
-    if unsupported:
-        raise UserError(f"{config.dataset} has no pass {', '.join(unsupported)}; passes: {', '.join(card_passes)}")
-    passes = list(config.passes) if card_passes else [MatchingOptions().sintel_pass]
-    plans = []
-    for pass_name in passes:
-        options = MatchingOptions(  # the CLI's choices are MatchingOptions' literals
-            scale=config.scale, norm=config.norm, gt_rounding=config.gt_rounding,  # type: ignore[arg-type]
-            sintel_pass=pass_name, direction=config.direction,  # type: ignore[arg-type]
-            search_radius_px=config.search_radius, occlusion=config.occlusion,  # type: ignore[arg-type]
-            lf_lr_view=config.lr_view, lf_ref_view=config.ref_view,
-        )
-        frames = list(config.frames) if config.frames else None
-        dataset = load_dataset(config.dataset, data_root, options, frames=frames)  # validates the layout
-        plans.append((options, dataset, dataset.entries[: config.max_frames]))
+    plans = _level_plans(config, data_root)
     identity = {
         "dataset": config.dataset,
         "levels": {d.level: [o.to_dict(), list(e)] for o, d, e in plans},
@@ -217,11 +194,7 @@ def match_accuracy(config: MatchConfig) -> list[Record]:
                                          "dataset": _json_ready(dataset.meta)}
     if ctx.rank != 0:
         return []  # rank 0 writes
-    for timing in timings.values():
-        for kind in ("s", "cpu_s"):
-            values = list(timing[f"per_frame_{kind}"].values())
-            timing[f"total_{kind}"] = round(sum(values), 3)
-            timing[f"mean_per_frame_{kind}"] = round(sum(values) / len(values), 3) if values else None
+    _add_totals(timings)
 
     out = Path(config.out)
     replaced = {(r.dataset, r.preset, r.method, r.reference) for r in records}
@@ -232,6 +205,50 @@ def match_accuracy(config: MatchConfig) -> list[Record]:
                     plans[0][0].sentence())
     (out / "table.md").write_text(table_markdown(kept + records))
     return kept + records
+
+
+def _matchers(config: MatchConfig) -> tuple[list[str], dict[str, Any]]:
+    """The matcher names ``config.methods`` selects and the built matchers, with ``--weights`` applied and the
+    protocol's search window set where a matcher's window is configurable (recorded in its info)."""
+    from methods.registry import create
+
+    names = matcher_names(list(config.methods))
+    methods = {name: create(name, scale=config.scale, device=config.device) for name in names}
+    _load_match_weights(methods, list(config.weights) if config.weights else None)
+    for name, method in methods.items():
+        if hasattr(method, "with_search_radius"):
+            methods[name] = method.with_search_radius(config.search_radius)
+    return names, methods
+
+
+def _level_plans(config: MatchConfig, data_root: Path | None) -> list[tuple[MatchingOptions, Any, list[str]]]:
+    """(options, loaded dataset, frames) per pass of ``config``; loading validates each layout."""
+    card_passes = get_dataset(config.dataset).matching_passes
+    unsupported = [p for p in config.passes if card_passes and p not in card_passes]
+    if unsupported:
+        raise UserError(f"{config.dataset} has no pass {', '.join(unsupported)}; passes: {', '.join(card_passes)}")
+    passes = list(config.passes) if card_passes else [MatchingOptions().sintel_pass]
+    plans = []
+    for pass_name in passes:
+        options = MatchingOptions(  # the CLI's choices are MatchingOptions' literals
+            scale=config.scale, norm=config.norm, gt_rounding=config.gt_rounding,  # type: ignore[arg-type]
+            sintel_pass=pass_name, direction=config.direction,  # type: ignore[arg-type]
+            search_radius_px=config.search_radius, occlusion=config.occlusion,  # type: ignore[arg-type]
+            lf_lr_view=config.lr_view, lf_ref_view=config.ref_view,
+        )
+        frames = list(config.frames) if config.frames else None
+        dataset = load_dataset(config.dataset, data_root, options, frames=frames)
+        plans.append((options, dataset, list(dataset.entries[: config.max_frames])))
+    return plans
+
+
+def _add_totals(timings: dict[str, dict[str, Any]]) -> None:
+    """Per matcher: total and mean wall / CPU seconds over its frames."""
+    for timing in timings.values():
+        for kind in ("s", "cpu_s"):
+            values = list(timing[f"per_frame_{kind}"].values())
+            timing[f"total_{kind}"] = round(sum(values), 3)
+            timing[f"mean_per_frame_{kind}"] = round(sum(values) / len(values), 3) if values else None
 
 
 def _write_run_json(path: Path, run_id: str, config: MatchConfig, names: list[str], methods: Mapping[str, Any],
