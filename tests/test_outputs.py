@@ -249,3 +249,27 @@ def test_torchrun_outputs_equal_one_process(urban: tuple[Path, Path, Path], caps
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (multi / "records.csv").read_bytes() == (single / "records.csv").read_bytes()
+
+
+def test_released_job_regenerates_the_paper_rows(tmp_path: Path, capsys) -> None:
+    """``released-job c2matching`` on a WR-SR replica: the released folder's rec row is scored under the
+    paper's preset, its metric-quirk variant and the fair preset, beside the paper's printed value; the GAN row
+    has no files and is skipped; the report is written."""
+    data = make_wrsr(tmp_path / "data")
+    saved = saved_run(capsys, data, "wrsr:c2matching2021", tmp_path / "method")
+    released = tmp_path / "released" / "WR-SR"
+    released.mkdir(parents=True)
+    for image in ("001", "002"):
+        shutil.copy(saved / "pair" / f"{image}.png", released / f"{image}_C2_matching_mse.png")
+    status, out, err = cli(capsys, "released-job", "c2matching", "--outputs", released.parent, "--data", data,
+                           "--out", tmp_path / "job")
+    assert status == 0, err
+    assert "row c2_matching_gan skipped" in out and "no released cufed5 folder" in out
+    line = next(row for row in out.splitlines() if row.startswith("c2_matching_rec"))
+    assert "28.07 / 0.802" in line and "psnr_rgb_uint8wrap_c2m" in line  # the paper's printed WR-SR values
+    paper_run = tmp_path / "job" / "wrsr_c2matching2021"
+    assert [r.split(",", 1)[1] for r in rows_of(paper_run, "c2_matching_rec")] == \
+        [r.split(",", 1)[1] for r in rows_of(tmp_path / "method", "bicubic")]
+    for preset in ("c2matching2021_official", "refsr"):
+        assert rows_of(tmp_path / "job" / f"wrsr_{preset}", "c2_matching_rec")
+    assert (tmp_path / "job" / "report" / "index.html").is_file()

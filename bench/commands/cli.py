@@ -26,6 +26,7 @@ VERB_MODULES: dict[str, tuple[str, str]] = {
     "accept": ("bench.commands.gate", "write golden values from a run (explicit request only)"),
     "audit": ("bench.commands.audit", "one method under every applicable preset (protocol audit table)"),
     "dataset-job": ("bench.commands.jobs", "run + gate + report for one dataset (tox -e DATASET)"),
+    "released-job": ("bench.commands.released", "a paper's table rows from its released SR images"),
     "manifest": ("bench.commands.manifests", "draw and commit the random references (Sun80, Manga109)"),
     "report": ("bench.commands.report", "HTML page, LaTeX tables and plots from run folders"),
     "demo": ("bench.commands.demo", "the main job: embedded data, cost table, HTML report (offline)"),

@@ -289,3 +289,9 @@ def _fingerprint(source: OutputsSource, folder: Path, items: list[DatasetItem], 
                             f"{' and '.join(strangers)}, which the dataset does not have ({len(items)} images)")
         found[relative] = _sha256(path)
     return found
+
+
+def count_matches(folder: Path, pattern: str) -> int:
+    """How many files under ``folder`` the template could have produced (0 when the folder holds none)."""
+    regex = _template_regex(pattern)
+    return sum(1 for p in folder.rglob("*") if p.is_file() and regex.fullmatch(p.relative_to(folder).as_posix()))
