@@ -102,6 +102,22 @@ def ssim_rgb(sr_rgb: np.ndarray, hr_rgb: np.ndarray, *, crop_border: int) -> flo
     return ssim(sr_rgb, hr_rgb, crop_border=crop_border)
 
 
+def psnr_rgb_uint8wrap_c2m(sr_rgb: np.ndarray, hr_rgb: np.ndarray, *, crop_border: int) -> float:
+    """C²-Matching's official RGB "PSNR" (``mmsr/utils/metrics.py: psnr`` on the uint8 images of ``tensor2img``):
+    ``(img1 - img2)**2`` evaluated in uint8 arithmetic, so the difference and its square wrap modulo 256 and
+    errors of 16 levels or more are under-counted (the value is too high). Reproduced by name, beside the correct
+    ``psnr_rgb``, to explain numbers scored with that script. Inputs (H, W, 3) on [0, 255] (rounded to uint8
+    here, as ``tensor2img`` does); dB, +inf when the wrapped error is 0."""
+    sr8 = np.clip(np.round(np.asarray(sr_rgb, np.float64)), 0, 255).astype(np.uint8)
+    hr8 = np.clip(np.round(np.asarray(hr_rgb, np.float64)), 0, 255).astype(np.uint8)
+    _check_pair(sr8, hr8)
+    difference = _crop(sr8, crop_border) - _crop(hr8, crop_border)  # uint8: wraps modulo 256
+    mse = float(np.mean(difference * difference))  # uint8 product: wraps again, as numpy's ** 2 does
+    if mse == 0.0:
+        return float("inf")
+    return float(10.0 * np.log10(255.0**2 / mse))
+
+
 def lpips(sr_rgb: np.ndarray, hr_rgb: np.ndarray, *, crop_border: int) -> float:
     """LPIPS distance (protocols.perceptual; needs its network weights). Inputs (H, W, 3) RGB on [0, 255]."""
     from protocols.perceptual import lpips_distance
@@ -145,6 +161,8 @@ BUILTIN_METRICS: tuple[MetricCard, ...] = (
     MetricCard("psnr_rgb", "PSNR-RGB", psnr_rgb, "rgb", higher_is_better=True, decimals=2, unit="dB"),
     MetricCard("ssim_rgb", "SSIM-RGB", ssim_rgb, "rgb", higher_is_better=True, decimals=3),
     MetricCard("lpips", "LPIPS", lpips, "rgb", higher_is_better=False, decimals=4),
+    MetricCard("psnr_rgb_uint8wrap_c2m", "PSNR-RGB (C² script, uint8 wrap)", psnr_rgb_uint8wrap_c2m, "rgb",
+               higher_is_better=True, decimals=2, unit="dB"),
 )
 # The registry: built-in cards in table order, then plugins (``register_metric``).
 METRICS: dict[str, MetricCard] = {card.name: card for card in BUILTIN_METRICS}

@@ -145,6 +145,24 @@ MASA2021 = ProtocolSpec(
     ref_multiple=16,
     reference_policy_by_dataset=_MASA_POLICIES,
 )
+C2MATCHING2021 = ProtocolSpec(
+    name="c2matching2021",
+    description=(
+        "yumingj/C2-Matching test: mod-crop ×4, HR and Ref zero-padded to a common size, Pillow, Y "
+        "(÷255), clamp+round, crop 4."
+    ),
+    source="yumingj/C2-Matching RefCUFEDDataset, ref_restoration_model.py; CUFED5_pairs.txt (level 1)",
+    status="code verified",
+    hr_recipe="zero_pad_to_common",
+    crop_border=4,
+    reference_policy_by_dataset=(
+        ("cufed5", "level:1"),
+        ("urban100", "self_lr"),
+        ("manga109", "manifest"),
+        ("sun80", "manifest"),
+        *_SISR_SETS_SELF,
+    ),
+)
 SISR_STD = ProtocolSpec(
     name="sisr_std",
     description="Standard SISR tables (EDSR/RCAN/CARN): MATLAB bicubic, 8-bit LR and SR, Y, crop = scale.",
@@ -198,23 +216,17 @@ PRESETS: dict[str, ProtocolSpec] = {
             status="code verified (historical)",
             y_swap_rb=True,
         ),
-        ProtocolSpec(
-            name="c2matching2021",
+        C2MATCHING2021,
+        dataclasses.replace(
+            C2MATCHING2021,
+            name="c2matching2021_official",
             description=(
-                "yumingj/C2-Matching test: mod-crop ×4, HR and Ref zero-padded to a common size, Pillow, Y "
-                "(÷255), clamp+round, crop 4."
+                "c2matching2021 plus the official script's RGB numbers: psnr_rgb (correct) and "
+                "psnr_rgb_uint8wrap_c2m (its uint8 (img1 - img2)**2, which wraps for errors of 16+ levels)."
             ),
-            source="yumingj/C2-Matching RefCUFEDDataset, ref_restoration_model.py; CUFED5_pairs.txt (level 1)",
-            status="code verified",
-            hr_recipe="zero_pad_to_common",
-            crop_border=4,
-            reference_policy_by_dataset=(
-                ("cufed5", "level:1"),
-                ("urban100", "self_lr"),
-                ("manga109", "manifest"),
-                ("sun80", "manifest"),
-                *_SISR_SETS_SELF,
-            ),
+            source="yumingj/C2-Matching mmsr/utils/metrics.py psnr on tensor2img's uint8 output (shared sources.md)",
+            status="code verified (metric quirk reproduced by name)",
+            metrics=("psnr_y", "ssim_y", "psnr_rgb", "psnr_rgb_uint8wrap_c2m"),
         ),
         ProtocolSpec(
             name="ssen2020",

@@ -256,6 +256,12 @@ def provenance(results: Results) -> list[dict[str, Any]]:
                     continue  # a plain list of names (matching runs): no weights to list
                 if RANDOM_WEIGHTS_TAG in str(method.get("record_name", "")):
                     continue  # never rendered, not even in the footer
+                released = method.get("released_outputs")
+                if isinstance(released, dict):  # a `run --outputs` row: the folder stands in for weights
+                    weights.append({"method": method.get("record_name", ""),
+                                    "file": f"released outputs: {released.get('folder', '?')} "
+                                            f"({released.get('files', '?')} files, {released.get('pattern', '')})",
+                                    "sha256": released.get("sha256_of_list", "")})
                 for weight in method.get("weights", []):
                     weights.append({"method": method.get("record_name", ""), "file": weight.get("file", ""),
                                     "sha256": weight.get("sha256") or "not installed"})

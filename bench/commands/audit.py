@@ -5,6 +5,7 @@ OUT/audit.csv (preset x metric mean, Δ to the suite default ``refsr``)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -23,14 +24,29 @@ SUITE_DEFAULT = "refsr"
 
 
 def applicable_presets(method_name: str, dataset: str) -> list[ProtocolSpec]:
-    """Presets the method can run under on this dataset (scale supported; a reference where needed)."""
+    """Presets the method can run under on this dataset (scale supported; a reference where needed). A preset
+    that only adds metrics to an earlier one (``c2matching2021_official``) is the same protocol: not run twice."""
     method_card = card(method_name)
     return [
         spec
         for spec in PRESETS.values()
         if method_card.supports(spec.scale)
         and not (method_card.needs_reference and spec.reference_policy_for(dataset) == "none")
+        and not _metric_variant(spec)
     ]
+
+
+def _metric_variant(spec: ProtocolSpec) -> bool:
+    """True when an earlier preset has the same protocol and a subset of ``spec``'s metrics."""
+    def protocol(other: ProtocolSpec) -> ProtocolSpec:
+        return dataclasses.replace(other, name="", description="", source="", status="", metrics=spec.metrics)
+
+    for other in PRESETS.values():
+        if other.name == spec.name:
+            return False
+        if set(other.metrics) < set(spec.metrics) and protocol(other) == protocol(spec):
+            return True
+    return False
 
 
 def audit_table(records: list[Record]) -> pd.DataFrame:

@@ -26,6 +26,7 @@ VERB_MODULES: dict[str, tuple[str, str]] = {
     "accept": ("bench.commands.gate", "write golden values from a run (explicit request only)"),
     "audit": ("bench.commands.audit", "one method under every applicable preset (protocol audit table)"),
     "dataset-job": ("bench.commands.jobs", "run + gate + report for one dataset (tox -e DATASET)"),
+    "released-job": ("bench.commands.released", "a paper's table rows from its released SR images"),
     "manifest": ("bench.commands.manifests", "draw and commit the random references (Sun80, Manga109)"),
     "report": ("bench.commands.report", "HTML page, LaTeX tables and plots from run folders"),
     "demo": ("bench.commands.demo", "the main job: embedded data, cost table, HTML report (offline)"),
@@ -34,7 +35,7 @@ VERB_MODULES: dict[str, tuple[str, str]] = {
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from bench.commands.run_options import level_policies, parse_protocol, parse_shard
+    from bench.commands.run_options import level_policies, parse_outputs, parse_protocol, parse_shard
     from bench.engines.run.execute import run
     from bench.engines.run.plan import RunConfig
 
@@ -43,7 +44,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig(
         dataset=dataset,
         preset=preset,
-        methods=tuple(args.methods),
+        methods=tuple(args.methods or ()),
         out_dir=Path(args.out),
         data_root=args.data,
         weights=tuple(args.weights) if args.weights else None,
@@ -52,6 +53,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         shard=parse_shard(args.shard),
         allow_random_weights=args.allow_random_weights,
         save_images=args.save_images,
+        outputs=parse_outputs(args.outputs or [], args.outputs_format or [], args.outputs_pattern or []),
     )
     records = run(config, allow_distributed=True)
     if os.environ.get("RANK", "0") != "0":
@@ -236,7 +238,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     run_parser = sub.add_parser("run", help="evaluate methods on one protocol, writing per-image records")
     run_parser.add_argument("-p", "--protocol", required=True, help="DATASET[:PRESET], e.g. urban100:refsr")
     run_parser.add_argument(
-        "-m", "--methods", nargs="+", action="extend", required=True, help="method names or patterns (repeatable)"
+        "-m", "--methods", nargs="+", action="extend", help="method names or patterns (repeatable)"
     )
     run_parser.add_argument("--data", help="dataset root (default: $REFSR_DATA)")
     run_parser.add_argument(
@@ -256,6 +258,20 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         "--allow-random-weights", action="store_true", help="plumbing tests only; records are tagged"
     )
     run_parser.add_argument("--save-images", action="store_true", help="also write the SR images as PNG")
+    run_parser.add_argument(
+        "--outputs", action="append", metavar="NAME=DIR",
+        help="score SR images made elsewhere (e.g. a paper's released results) as method NAME (repeatable)",
+    )
+    run_parser.add_argument(
+        "--outputs-format", action="append", metavar="FORMAT[:PARAM]",
+        help="file names in the --outputs folders: plain ({image}.png), saved (--save-images layout), "
+        "c2matching:EXPERIMENT, ttsr, masa, mmagic; once for all --outputs or once per --outputs, in order",
+    )
+    run_parser.add_argument(
+        "--outputs-pattern", action="append", metavar="TEMPLATE",
+        help="file-name template instead of a format, with {image} {index} {level} {policy} {hr_stem}, "
+        "e.g. 'save_results/{index:05d}.png'; once for all --outputs or once per --outputs",
+    )
     run_parser.set_defaults(handler=_cmd_run)
 
     merge_parser = sub.add_parser("merge", help="join sharded run folders")

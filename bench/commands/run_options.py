@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+from bench.engines.run.outputs import OutputsSource, resolve_template
 from protocols.core import UserError
 from protocols.datasets import get_dataset
 from protocols.spec import get_preset
@@ -48,3 +51,25 @@ def level_policies(levels: str | None) -> tuple[str, ...]:
                 f"--level {part!r}: use 1..5, all, stitch5_masa / stitch5_zero500_topleft, draws:K or draw:SEED"
             )
     return tuple(policies)
+
+
+def parse_outputs(outputs: list[str], formats: list[str], patterns: list[str]) -> tuple[OutputsSource, ...]:
+    """``--outputs NAME=DIR`` (repeatable) with ``--outputs-format`` / ``--outputs-pattern``, each given once
+    (for every --outputs) or once per --outputs in the same order."""
+    if (formats or patterns) and not outputs:
+        raise UserError("--outputs-format / --outputs-pattern need --outputs NAME=DIR")
+    if formats and patterns:
+        raise UserError("give --outputs-format or --outputs-pattern, not both")
+    options = formats or patterns
+    if len(options) not in (0, 1, len(outputs)):
+        raise UserError(f"{len(outputs)} --outputs but {len(options)} --outputs-format/--outputs-pattern: give one "
+                        "for all, or one per --outputs")
+    sources = []
+    for position, text in enumerate(outputs):
+        name, sep, folder = text.partition("=")
+        if not sep or not folder or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):
+            raise UserError(f"--outputs {text!r}: expected NAME=DIR with NAME of letters, digits, _ . + -")
+        option = options[position if len(options) > 1 else 0] if options else None
+        template, label = resolve_template(None if patterns else option, option if patterns else None)
+        sources.append(OutputsSource(name, folder, template, label))
+    return tuple(sources)

@@ -250,7 +250,7 @@ def reconcile(
     stored_methods: dict[str, Any] = stored.get("methods", {})
     for name, entry in identity["methods"].items():
         if name in stored_methods and stored_methods[name] != entry:
-            differences.append(f"weights of {name} changed")
+            differences.append(_method_difference(name, stored_methods[name], entry))
     if differences:
         raise _refuse(out_dir, "; ".join(differences))
     added_methods = sorted(set(identity["methods"]) - set(stored_methods))
@@ -261,6 +261,19 @@ def reconcile(
         "reference_policies": sorted(set(identity["reference_policies"]) | set(stored.get("reference_policies", []))),
     }
     return Resume(merged, added_methods, added_references, previous)
+
+
+def _method_difference(name: str, old: dict[str, Any], new: dict[str, Any]) -> str:
+    """What changed in one method's identity entry: its weights, or (released outputs) which SR files."""
+    if "outputs" not in new:
+        return f"weights of {name} changed"
+    old_files = (old.get("outputs") or {}).get("files") or {}
+    new_files = new["outputs"].get("files") or {}
+    changed = sorted(f for f in set(old_files) | set(new_files) if old_files.get(f) != new_files.get(f))
+    if not changed:
+        return f"the --outputs template of {name} changed"
+    more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+    return f"SR output files of {name} changed: {', '.join(changed[:3])}{more}"
 
 
 def _input_difference(out_dir: Path, inputs: list[tuple[str, str, str, str]]) -> str:

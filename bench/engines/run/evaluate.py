@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench.engines.run.outputs import ReleasedOutputs
 from bench.engines.run.plan import Group, Plan, RunConfig, group_key, image_path
 from bench.results.records import Record, RecordAppender
 from methods.base import Method
@@ -43,9 +44,12 @@ def evaluate_groups(
         if sample_of != (policy, item_index):
             sample, sample_of = make_sample(item, spec, config.dataset, policy), (policy, item_index)
         assert sample is not None
-        sr = _cached_predict(method, record_name, sample, config.device, prediction_cache)
-        levels = scored_levels(sr.cpu(), sample, spec)
-        values = score_levels(levels, sample, spec)
+        if isinstance(method, ReleasedOutputs):  # loaded, not predicted; scored by the same two calls
+            sr, scored_sample = method.load(sample, policy)
+        else:
+            sr, scored_sample = _cached_predict(method, record_name, sample, config.device, prediction_cache), sample
+        levels = scored_levels(sr.cpu(), scored_sample, spec)
+        values = score_levels(levels, scored_sample, spec)
         if config.save_images:
             _save_png(image_path(config, record_name, policy, item.name), levels)
         if group_key(config, work, group) not in appender.done:

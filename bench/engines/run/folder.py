@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench.engines.run.outputs import ReleasedOutputs
 from bench.engines.run.plan import Plan, RunConfig
 from bench.results import provenance, rundir
 from bench.results.records import RecordAppender
@@ -43,21 +44,21 @@ def write_run_json(config: RunConfig, work: Plan, resume: rundir.Resume, run_id:
         "reference_policies": list(resume.identity["reference_policies"]),
         "environment": provenance.environment(config.device),
         "determinism": work.determinism,
-        "methods": [
-            {
-                "record_name": record_name,
-                "info": _info_dict(method),
-                "weights": weight_files(method, config.weights, config.methods),
-            }
-            for method, record_name in work.methods
-        ],
+        "methods": [_method_entry(method, record_name, config) for method, record_name in work.methods],
         "images": [item.name for item in work.items],
     }
     rundir.write_atomic(config.out_dir / rundir.INPUTS_FILE, rundir.inputs_text(work.inputs))
     rundir.write_atomic(config.out_dir / "run.json", json.dumps(run_json, indent=2, default=str) + "\n")
 
 
-def _info_dict(method: Method) -> dict[str, Any]:
+def _method_entry(method: Method | ReleasedOutputs, record_name: str, config: RunConfig) -> dict[str, Any]:
+    entry = {"record_name": record_name, "info": _info_dict(method)}
+    if isinstance(method, ReleasedOutputs):
+        return {**entry, "weights": [], "released_outputs": method.provenance()}
+    return {**entry, "weights": weight_files(method, config.weights, config.methods)}
+
+
+def _info_dict(method: Method | ReleasedOutputs) -> dict[str, Any]:
     info = asdict(method.info)
     info["parts"] = dict(method.info.parts)
     info["choices"] = dict(method.info.choices)

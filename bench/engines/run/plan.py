@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.engines.run.outputs import OutputsSource, ReleasedOutputs, prepare
 from bench.results import provenance, rundir
 from bench.results.records import RANDOM_WEIGHTS_TAG
 from methods.base import Method
@@ -38,6 +39,7 @@ class RunConfig:
     allow_random_weights: bool = False
     save_images: bool = False
     show_progress: bool = True
+    outputs: tuple[OutputsSource, ...] = ()  # --outputs NAME=DIR: released SR images scored like a method's
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class Plan:
     spec: ProtocolSpec
     items: list[DatasetItem]  # this shard's images
     policies: tuple[str, ...]
-    methods: list[tuple[Method, str]]  # (method, name in the records)
+    methods: list[tuple[Method | ReleasedOutputs, str]]  # (method or released outputs, name in the records)
     inputs: list[tuple[str, str, str, str]]  # every image's (image, role, file, sha256), all shards
     identity: dict[str, Any]
     data_folder: str
@@ -80,7 +82,12 @@ def plan(config: RunConfig) -> Plan:
         make_sample(items[0], spec, config.dataset, policy)
     folder = locate(dataset, data_root(config.data_root))
     inputs = rundir.input_fingerprints(all_items, folder)
-    methods = [_prepared(name, spec, config, policies) for name in resolve(list(config.methods))]
+    if not config.methods and not config.outputs:
+        raise UserError("nothing to run: give methods (-m NAME) and/or released outputs (--outputs NAME=DIR)")
+    methods: list[tuple[Method | ReleasedOutputs, str]] = [
+        _prepared(name, spec, config, policies) for name in resolve(list(config.methods))
+    ]
+    methods += _released(config, spec, all_items, policies, {record_name for _, record_name in methods})
     identity = {
         "schema": rundir.SCHEMA,
         "suite_version": rundir.suite_version(),
@@ -88,10 +95,7 @@ def plan(config: RunConfig) -> Plan:
         "preset": spec.to_dict(),
         "device_class": device_class,
         "inputs_sha256": hashlib.sha256(rundir.inputs_text(inputs).encode()).hexdigest(),
-        "methods": {
-            record_name: {"method": method.info.name, "weights": weight_files(method, config.weights, config.methods)}
-            for method, record_name in methods
-        },
+        "methods": {record_name: _identity_entry(method, config) for method, record_name in methods},
         "reference_policies": sorted(policies),
     }
     identity = json.loads(json.dumps(identity))  # tuples -> lists, as it reads back from run.json
@@ -115,6 +119,24 @@ def _prepared(name: str, spec: ProtocolSpec, config: RunConfig, policies: tuple[
             f"{name} needs a reference but preset {spec.name} uses none on {config.dataset}; pass --ref-policy self_lr"
         )
     return method, record_name
+
+
+def _released(config: RunConfig, spec: ProtocolSpec, all_items: list[DatasetItem], policies: tuple[str, ...],
+              taken: set[str]) -> list[tuple[Method | ReleasedOutputs, str]]:
+    """Each ``--outputs NAME=DIR``, its files found and checked for every image of the dataset (all shards)."""
+    released: list[tuple[Method | ReleasedOutputs, str]] = []
+    for source in config.outputs:
+        if source.name in taken:
+            raise UserError(f"--outputs {source.name}=...: the name {source.name!r} is used twice in this run")
+        taken.add(source.name)
+        released.append((prepare(source, all_items, spec, config.dataset, policies), source.name))
+    return released
+
+
+def _identity_entry(method: Method | ReleasedOutputs, config: RunConfig) -> dict[str, Any]:
+    if isinstance(method, ReleasedOutputs):
+        return method.identity()
+    return {"method": method.info.name, "weights": weight_files(method, config.weights, config.methods)}
 
 
 def _check_sizes(items: list[DatasetItem], spec: ProtocolSpec, dataset: str) -> None:
