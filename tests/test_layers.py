@@ -128,3 +128,14 @@ def test_the_cycle_check_finds_a_planted_cycle(tmp_path: Path) -> None:
     planted = {"protocols.a": tmp_path / "a.py", "protocols.b": tmp_path / "b.py", "protocols.c": tmp_path / "c.py"}
     graph = {m: {name for _, name in _imports(m, p) if name in planted} for m, p in planted.items()}
     assert _cycles(graph) == [["protocols.a", "protocols.b"]]
+
+
+def test_repository_paths_named_in_code_exist() -> None:
+    """Modules that find repository files from their own location still find them after a move between folders."""
+    from bench.commands import demo, gpu_check
+    from bench.engines.cost import memory
+    from bench.results import gate, provenance
+
+    for root in (demo.ROOT, gpu_check.ROOT, memory.ROOT, provenance.ROOT):
+        assert (root / "pyproject.toml").is_file(), root
+    assert sorted(gate.GOLDEN_DIR.glob("*.csv")), gate.GOLDEN_DIR

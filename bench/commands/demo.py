@@ -30,7 +30,7 @@ from methods.registry import cards, create
 from methods.weights import weight_status, weights_dir
 from protocols.embedded import CorrespondencePair, demo_homography_pairs, demo_stereo_pairs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMMITTED_RESULTS = ROOT / "reports" / "results"
 DEMO_DATASETS = ("demo_stereo", "demo_homography")
 DEMO_SCALE = 4

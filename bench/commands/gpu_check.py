@@ -74,7 +74,7 @@ from bench.results.gpu_specs import UNKNOWN_PEAK, fp32_compute_bound_ms
 from bench.results.provenance import environment
 from protocols.core import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # Nominal output range of each fixture port (its README's forward contract): the PSNR peak.
 OUTPUT_RANGE = {"c2_matching_rec": 1.0, "carn_m": 1.0, "crossnet": 1.0, "masa_rec": 2.0, "srntt": 2.0,

@@ -26,7 +26,7 @@ from pathlib import Path
 from bench.results.records import Record, format_value, read_records
 from protocols.core import UserError
 
-GOLDEN_DIR = Path(__file__).resolve().parents[1] / "reports" / "golden"
+GOLDEN_DIR = Path(__file__).resolve().parents[2] / "reports" / "golden"
 GOLDEN_COLUMNS = (
     "method",
     "dataset",
