@@ -20,6 +20,7 @@ from protocols.errors import UserError
 
 # Verbs contributed by other modules (each defines ``add_subcommand(subparsers)``): verb -> (module, help).
 VERB_MODULES: dict[str, tuple[str, str]] = {
+    "predict": ("bench.commands.predict", "super-resolve one PNG with one method (real weights), write the SR"),
     "match": ("bench.commands.match", "matching accuracy (fraction within 0..7 px) on Sintel / HCI / demos"),
     "cost": ("bench.commands.cost", "parameters, MACs (GMACs), latency and peak memory of methods"),
     "gate": ("bench.commands.gate", "compare a run with golden values; exit 1 on drift"),

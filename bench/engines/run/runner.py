@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from bench.results import provenance, rundir
@@ -35,7 +34,7 @@ from methods.registry import create, resolve
 from methods.weights import try_load, weight_file_for, weights_dir
 from protocols.core import Sample, UserError
 from protocols.datasets import DatasetItem, data_root, get_dataset, load_items, locate
-from protocols.imageio import image_size
+from protocols.imageio import image_size, write_levels_png
 from protocols.pipeline import center_pad_amounts, make_sample, resolve_policy
 from protocols.scoring import check_scored_size, score_levels, scored_levels
 from protocols.spec import ProtocolSpec, get_preset
@@ -110,11 +109,9 @@ def _as_method_input(image: torch.Tensor | None, device: str) -> torch.Tensor | 
 
 
 def _save_png(path: Path, levels: np.ndarray) -> None:
-    """Write the scored image (``scored_levels``' (H, W, C) levels) as an 8-bit PNG. Presets that round
-    hold integers on [0, 255] here, so the PNG is byte-equal to what the metrics saw."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    array = np.clip(np.round(levels), 0, 255).astype(np.uint8)
-    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(path)
+    """Write the scored image (``scored_levels``' (H, W, C) levels) as an 8-bit PNG (``predict`` writes the same
+    way). Presets that round hold integers on [0, 255] here, so the PNG is byte-equal to what the metrics saw."""
+    write_levels_png(path, levels)
 
 
 _CHECKPOINT_ERRORS = (RuntimeError, ValueError, KeyError, OSError, EOFError, pickle.UnpicklingError)
