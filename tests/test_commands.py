@@ -149,31 +149,30 @@ def test_weights_fetch_of_an_unknown_name_says_unknown_method(tmp_path: Path) ->
 # run --metrics
 
 
-def _metrics_run(tmp_path: Path, name: str, *metrics: str) -> tuple[dict, set[str]]:
-    from bench.engines.run.runner import RunConfig, run
-
-    out = tmp_path / name
-    run(RunConfig(dataset="demo_stereo", preset="refsr", methods=("bicubic",), out_dir=out, metrics=metrics,
-                  show_progress=False))
+def _metrics_run(out: Path, *metrics: str) -> tuple[subprocess.CompletedProcess[str], dict, set[str]]:
+    """``run -p demo_stereo -m bicubic [--metrics ...]`` as a process; (result, run.json, metrics recorded)."""
+    done = _bench("run", "-p", "demo_stereo", "-m", "bicubic", "--out", str(out),
+                  *(("--metrics", *metrics) if metrics else ()))
+    if done.returncode != 0:
+        return done, {}, set()
     run_json = json.loads((out / "run.json").read_text())
     with open(out / "records.csv", newline="") as handle:
         recorded = {row["metric"] for row in csv.DictReader(handle)}
-    return run_json, recorded
+    return done, run_json, recorded
 
 
 def test_metrics_option_replaces_the_presets_metrics_in_records_and_identity(tmp_path: Path) -> None:
-    from bench.engines.run.runner import RunConfig, run
-
-    default_json, default_metrics = _metrics_run(tmp_path, "default")
-    chosen_json, chosen_metrics = _metrics_run(tmp_path, "chosen", "psnr_rgb", "psnr_y", "psnr_rgb")
+    _, default_json, default_metrics = _metrics_run(tmp_path / "default")
+    done, chosen_json, chosen_metrics = _metrics_run(tmp_path / "chosen", "psnr_rgb", "psnr_y", "psnr_rgb")
+    assert done.returncode == 0, done.stderr
     assert default_metrics == {"psnr_y", "ssim_y"} and chosen_metrics == {"psnr_rgb", "psnr_y"}
     assert default_json["identity"]["preset"]["metrics"] == ["psnr_y", "ssim_y"]
     assert chosen_json["identity"]["preset"]["metrics"] == ["psnr_rgb", "psnr_y"]
     assert chosen_json["run_id"] != default_json["run_id"]
     assert "metrics psnr_rgb, psnr_y" in chosen_json["protocol_sentence"]
-    with pytest.raises(UserError):  # a different identity is not mixed into an existing run folder
-        run(RunConfig(dataset="demo_stereo", preset="refsr", methods=("bicubic",), out_dir=tmp_path / "default",
-                      metrics=("psnr_rgb",), show_progress=False))
+    # a different identity is not mixed into an existing run folder
+    mixed, _, _ = _metrics_run(tmp_path / "default", "psnr_rgb")
+    assert mixed.returncode == 2 and "Traceback" not in mixed.stderr
 
 
 def test_metrics_lpips_without_its_backbone_names_the_file_and_where(tmp_path: Path) -> None:
