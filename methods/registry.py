@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from methods.cards import BUILTIN_CARDS, MethodCard
-from protocols.errors import UserError
+from protocols.errors import UserError, unknown_name
 
 if TYPE_CHECKING:
     from methods.base import Method
@@ -94,11 +94,16 @@ def cards(pattern: str = "*") -> list[MethodCard]:
     return [_CARDS[n] for n in sorted(names)]
 
 
+def _known_names() -> list[str]:
+    """Method names, then aliases: what a mistyped name is compared with."""
+    return list_methods() + sorted(_ALIASES)
+
+
 def card(name: str) -> MethodCard:
     """The card of a method by name or alias; an unknown name raises a UserError listing valid ones."""
     name = _ALIASES.get(name, name)
     if name not in _CARDS:
-        raise UserError(f"unknown method {name!r}; valid: {', '.join(list_methods())}")
+        raise unknown_name("method", name, _known_names())
     return _CARDS[name]
 
 
@@ -109,7 +114,7 @@ def resolve(pattern_or_names: list[str]) -> list[str]:
         item = _ALIASES.get(item, item)
         hits = list_methods(item)
         if not hits:
-            raise UserError(f"unknown method {item!r}; valid: {', '.join(list_methods())}")
+            raise unknown_name("method", item, _known_names())
         resolved.extend(h for h in hits if h not in resolved)
     return resolved
 

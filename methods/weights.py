@@ -372,13 +372,12 @@ def fetch(name: str, folder: Path) -> list[Path]:
     """
     entries = [e for e in all_weight_entries() if name in (e.method, e.file.file_name)]
     if not entries:
-        try:
-            entries = [WeightEntry(card(name).name, f) for f in card(name).weights]
-        except UserError:
-            entries = []
+        method_card = card(name)  # an unknown name: "unknown method ... (did you mean ...?)"
+        entries = [WeightEntry(method_card.name, f) for f in method_card.weights]
     if not entries:
         valid = sorted({e.method for e in all_weight_entries()})
-        raise UserError(f"no official weights registered for {name!r}; methods with weights: {', '.join(valid)}")
+        raise UserError(f"{name} has no official weights (no checkpoint is published); methods with weights: "
+                        f"{', '.join(valid)}")
     folder.mkdir(parents=True, exist_ok=True)
     done: list[Path] = []
     manual: list[tuple[WeightFile, Path]] = []

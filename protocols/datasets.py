@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from protocols.errors import UserError
+from protocols.errors import UserError, unknown_name
 
 ImageSource = Path | np.ndarray
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -337,7 +337,7 @@ def data_root(explicit: str | Path | None) -> Path | None:
 
 def get_dataset(name: str) -> DatasetCard:
     if name not in DATASETS:
-        raise UserError(f"unknown dataset {name!r}; valid: {', '.join(sorted(DATASETS))}")
+        raise unknown_name("dataset", name, sorted(DATASETS))
     return DATASETS[name]
 
 

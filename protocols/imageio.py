@@ -126,3 +126,12 @@ def read_image(path: str | Path, *, grey: str = "replicate", high_bit_depth: str
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise UserError(f"cannot read image {path}: {error} (corrupt or not an image file)") from error
+
+
+def write_levels_png(path: str | Path, levels: np.ndarray) -> None:
+    """Write (H, W, C) levels on [0, 255] (C = 3 RGB, or 1 grey) as an 8-bit PNG, rounding half to even and
+    clipping; parent folders are created. Integer levels come back unchanged from ``read_image``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = np.clip(np.round(levels), 0, 255).astype(np.uint8)
+    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(path)

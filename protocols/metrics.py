@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from protocols.core import UserError
+from protocols.errors import unknown_name
 
 # MATLAB rgb2ycbcr (BT.601 studio swing) luma weights for R, G, B on 8-bit values, for parity with the
 # published SR tables (BasicSR, MASA-SR, C²-Matching use the /255 form).
@@ -177,5 +178,5 @@ def register_metric(card: MetricCard) -> None:
 
 def get_metric(name: str) -> MetricCard:
     if name not in METRICS:
-        raise UserError(f"unknown metric {name!r}; valid: {', '.join(METRICS)}")
+        raise unknown_name("metric", name, METRICS)
     return METRICS[name]

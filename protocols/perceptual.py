@@ -25,14 +25,20 @@ def _backbone_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
 
 
-@functools.lru_cache(maxsize=1)
-def _model() -> torch.nn.Module:
+def require_backbone() -> None:
+    """A UserError naming the missing AlexNet backbone file and where to put it (torch hub cache, which
+    ``$TORCH_HOME`` moves); the run verb checks this before any work when LPIPS is among the metrics."""
     if not _backbone_path().is_file():
         raise UserError(
             f"LPIPS needs the torchvision AlexNet weights at {_backbone_path()} (file {ALEXNET_FILE}); "
             "download it once on a connected machine (torchvision.models.alexnet(weights='IMAGENET1K_V1')) "
-            "and copy it there"
+            "and copy it there (the folder follows $TORCH_HOME)"
         )
+
+
+@functools.lru_cache(maxsize=1)
+def _model() -> torch.nn.Module:
+    require_backbone()
     import lpips
 
     return lpips.LPIPS(net=LPIPS_NET, version=LPIPS_VERSION, verbose=False).eval()

@@ -203,6 +203,22 @@ def _apply_ref_recipe(ref: np.ndarray, spec: ProtocolSpec) -> np.ndarray:
     return ref
 
 
+def reference_inputs(
+    ref: np.ndarray | None, lr: torch.Tensor, spec: ProtocolSpec, *, self_lr: bool
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(Ref, Ref↓) as a method receives them: ``ref`` (H, W[, C]) uint8 at HR resolution after the preset's
+    reference recipe, and its Pillow-bicubic ÷scale copy; without ``ref``, ``self_lr`` uses the LR itself
+    ((1, C, h, w) float [0, 1]) and its ÷scale copy, else (None, None). Used by samples and ``predict``."""
+    scale = spec.scale
+    if ref is not None:
+        ref = _apply_ref_recipe(ref, spec)
+        ref_tensor = from_uint8_array(ref)
+        return ref_tensor, pil_bicubic(ref_tensor, (ref.shape[0] // scale, ref.shape[1] // scale))
+    if self_lr:
+        return lr, pil_bicubic(lr, (max(1, lr.shape[2] // scale), max(1, lr.shape[3] // scale)))
+    return None, None
+
+
 # --- samples -------------------------------------------------------------------------------------
 
 
@@ -235,14 +251,7 @@ def make_sample(item: DatasetItem, spec: ProtocolSpec, dataset: str, policy: str
             sr_crop = (0, height - hr.shape[0], 0, width - hr.shape[1])
     check_scored_size(f"{dataset}/{item.name}", file_hw, hr.shape[:2], degraded.shape[:2], spec)
     lr = downscale(degraded, scale, spec)
-    ref_tensor = ref_lr = None
-    if ref is not None:
-        ref = _apply_ref_recipe(ref, spec)
-        ref_tensor = from_uint8_array(ref)
-        ref_lr = pil_bicubic(ref_tensor, (ref.shape[0] // scale, ref.shape[1] // scale))
-    elif policy == "self_lr":
-        ref_tensor = lr
-        ref_lr = pil_bicubic(lr, (max(1, lr.shape[2] // scale), max(1, lr.shape[3] // scale)))
+    ref_tensor, ref_lr = reference_inputs(ref, lr, spec, self_lr=policy == "self_lr")
     level = policy
     return Sample(item.name, from_uint8_array(hr), lr, ref_tensor, ref_lr, level, sr_crop)
 

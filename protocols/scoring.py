@@ -64,8 +64,15 @@ def scored_levels(sr: torch.Tensor, sample: Sample, spec: ProtocolSpec) -> np.nd
     sr = sr[:, :, top : sr.shape[2] - bottom, left : sr.shape[3] - right]
     if sr.shape[2:] != sample.hr.shape[2:]:
         raise UserError(f"{sample.name}: SR size {tuple(sr.shape[2:])} != HR size {tuple(sample.hr.shape[2:])}")
+    return output_levels(sr, spec, grey=sample.hr.shape[1] == 1)
+
+
+def output_levels(sr: torch.Tensor, spec: ProtocolSpec, *, grey: bool = False) -> np.ndarray:
+    """A method's output as the preset quantises it (the part of ``scored_levels`` after the crop; ``predict``
+    uses it alone): ``sr`` (1, 3, H, W) float [0, 1] RGB -> (H, W, C) float64 levels on [0, 255], C = 3, or 1
+    with ``grey`` (Y-only presets: the mean of the channels)."""
     sr_array = sr[0].detach().to("cpu", torch.float32).permute(1, 2, 0).numpy()
-    if sample.hr.shape[1] == 1:
+    if grey:
         sr_array = sr_array.mean(axis=2, keepdims=True)
     return quantise_sr(sr_array, spec)
 

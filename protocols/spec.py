@@ -12,7 +12,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
-from protocols.errors import UserError
+from protocols.errors import UserError, unknown_name
 from protocols.metrics import METRICS  # the metric cards (plugins included)
 
 HR_RECIPES = ("modcrop", "resize_to_multiple", "pad_center_replicate", "zero_pad_to_common")
@@ -77,7 +77,7 @@ class ProtocolSpec:
                 raise UserError(f"{self.name}: {field_name}={value!r} is not one of {', '.join(valid)}")
         for metric in self.metrics:
             if metric not in METRICS:
-                raise UserError(f"{self.name}: unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+                raise UserError(f"{self.name}: {unknown_name('metric', metric, METRICS)}")
 
     def hr_multiple_for(self, dataset: str) -> int:
         return dict(self.hr_multiple_by_dataset).get(dataset, self.hr_multiple)
@@ -99,6 +99,11 @@ class ProtocolSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def with_metrics(self, metrics: tuple[str, ...]) -> ProtocolSpec:
+        """This preset with its metric list replaced (``run --metrics``; repeats dropped); ``()`` keeps it.
+        Unknown names are a UserError with suggestions."""
+        return dataclasses.replace(self, metrics=tuple(dict.fromkeys(metrics))) if metrics else self
 
     def sentence(self, dataset: str | None = None) -> str:
         """One sentence stating the protocol, printed above every results table."""
@@ -339,7 +344,7 @@ def register_preset(spec: ProtocolSpec) -> None:
 
 def get_preset(name: str) -> ProtocolSpec:
     if name not in PRESETS:
-        raise UserError(f"unknown preset {name!r}; valid: {', '.join(sorted(PRESETS))}")
+        raise unknown_name("preset", name, sorted(PRESETS))
     return PRESETS[name]
 
 

@@ -10,6 +10,8 @@ The ``report`` verb (``bench.commands.report``), ``demo`` and ``dataset-job`` ca
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from protocols.core import UserError
@@ -71,17 +73,30 @@ def suite_availability(data: str | None = None, weights: str | None = None) -> A
     return Availability(method_problem, dataset_problem)
 
 
+@dataclass(frozen=True)
+class PageNote:
+    """One line at the top of the page, optionally ending in a link (``href`` relative to the page)."""
+
+    text: str
+    href: str | None = None
+
+
 def render_report(result_dirs: list[Path], out_dir: Path, *, availability: Availability | None = None,
-                  paper_values_csv: Path = PAPER_VALUES_CSV, data: str | None = None) -> Path:
+                  paper_values_csv: Path = PAPER_VALUES_CSV, data: str | None = None, title: str = REPORT_TITLE,
+                  only_filled_tables: bool = False, notes: Sequence[PageNote] = ()) -> Path:
     """Write the report for the runs under ``result_dirs`` into ``out_dir``; returns ``out_dir/index.html``.
 
     ``availability`` explains empty cells (default: this installation's methods, weights and datasets);
-    ``data`` is the dataset root the HR tiles of the crop grids are read from (default ``$REFSR_DATA``).
+    ``data`` is the dataset root the HR tiles of the crop grids are read from (default ``$REFSR_DATA``);
+    ``only_filled_tables`` leaves out (HTML and LaTeX) the tables without any value of ours (the demo's page:
+    the seed-paper tables of datasets it did not run); ``notes`` are lines shown under the title.
     """
     results = collect([Path(d) for d in result_dirs])
     paper_values = load_paper_values(paper_values_csv)
     availability = availability or suite_availability()
     models = build_all(results, paper_values, availability)
+    if only_filled_tables:
+        models = [m for m in models if any(cell.ours is not None for row in m.rows for cell in row.cells)]
     out_dir = Path(out_dir)
     (out_dir / "tables").mkdir(parents=True, exist_ok=True)
     for model in models:
@@ -90,7 +105,7 @@ def render_report(result_dirs: list[Path], out_dir: Path, *, availability: Avail
     grids = crop_grids(results, out_dir, data)
     matches = match_pictures(results, out_dir)
     index = out_dir / "index.html"
-    index.write_text(render_html(models, plots, results, title=REPORT_TITLE, out_dir=out_dir, grids=grids,
-                                 matches=matches), encoding="utf-8")
+    index.write_text(render_html(models, plots, results, title=title, out_dir=out_dir, grids=grids,
+                                 matches=matches, notes=[(n.text, n.href) for n in notes]), encoding="utf-8")
     return index
 

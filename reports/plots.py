@@ -33,6 +33,7 @@ from reports.tables import (  # noqa: E402
 RC_PARAMS: dict[str, Any] = {"svg.hashsalt": "refsr-bench", "svg.fonttype": "path", "font.size": 8.0, "axes.grid": True,
              "grid.alpha": 0.3}
 PNG_DPI = 110
+LEGEND_PT = 8.0  # the smallest text of a plot: 12 px at PNG_DPI; the HTML page shows plots at their own size
 
 
 def _style() -> Any:
@@ -87,7 +88,7 @@ def psnr_vs_level(values: dict[MeanKey, Mean], preset: str) -> Figure | None:
         axis.set_xlabel("CUFED5 reference similarity (XH = most similar)")
         axis.set_ylabel(f"{'PSNR-Y' if metric == 'psnr_y' else 'PSNR-RGB'} [dB]")
         axis.set_title(f"Robustness to reference similarity (preset {preset})")
-        axis.legend(fontsize=7)
+        axis.legend(fontsize=LEGEND_PT)
         fig.tight_layout()
     return fig
 
@@ -110,7 +111,7 @@ def matching_accuracy(values: dict[MeanKey, Mean], dataset: str, preset: str, re
         axis.set_ylabel("positions matched within t [%]")
         axis.set_ylim(0, 100)
         axis.set_title(f"Matching accuracy on {DATASET_NAMES.get(dataset, dataset)}\n({reference}; preset {preset})")
-        axis.legend(fontsize=7)
+        axis.legend(fontsize=LEGEND_PT)
         fig.tight_layout()
     return fig
 
@@ -138,10 +139,11 @@ def psnr_vs_gmacs(values: dict[MeanKey, Mean], cost: list[CostRow], dataset: str
     with _style():
         fig, axis = _figure()
         if omitted:
-            axis.text(0.01, 0.01, "not shown (0 GMACs): " + ", ".join(omitted), transform=axis.transAxes, fontsize=7)
+            axis.text(0.01, 0.01, "not shown (0 GMACs): " + ", ".join(omitted), transform=axis.transAxes,
+                      fontsize=LEGEND_PT)
         for method, x, y in points:
             axis.scatter([x], [y], label=method)
-            axis.annotate(method, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            axis.annotate(method, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=LEGEND_PT)
         axis.set_xscale("log")
         axis.ticklabel_format(axis="y", useOffset=False)  # plain dB values, no "+2.53e1" offset
         low, high = min(p[2] for p in points), max(p[2] for p in points)
@@ -168,8 +170,9 @@ def method_styles(methods: Sequence[str]) -> dict[str, tuple[str, str]]:
     return {m: (colours[i % len(colours)], MARKERS[i % len(MARKERS)]) for i, m in enumerate(sorted(set(methods)))}
 
 
-def legend_outside(fig: Figure, axes: Sequence[plt.Axes], width_in: float) -> None:
-    """One legend for the whole figure, right of the axes (never over data): every distinct label once."""
+def legend_outside(fig: Figure, axes: Sequence[plt.Axes]) -> None:
+    """One legend for the whole figure, right of the axes (never over data): every distinct label once, in as
+    many columns as the figure's height needs. The figure must use the constrained layout, which makes room."""
     handles, labels = [], []
     for axis in axes:
         for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
@@ -178,11 +181,9 @@ def legend_outside(fig: Figure, axes: Sequence[plt.Axes], width_in: float) -> No
                 labels.append(label)
     if not labels:
         return
-    legend_in = 2.4
-    fig.set_size_inches(width_in + legend_in, fig.get_size_inches()[1])
-    fig.tight_layout(rect=(0.0, 0.0, width_in / (width_in + legend_in), 0.95))
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(width_in / (width_in + legend_in), 0.5),
-               fontsize=6.5, frameon=False)
+    per_column = max(1, int(fig.get_size_inches()[1] * 72 / (LEGEND_PT * 1.9)) - 1)  # 1.9 lines: marker + gap
+    fig.legend(handles, labels, loc="outside right center", fontsize=LEGEND_PT, frameon=False,
+               ncols=-(-len(labels) // per_column))
 
 
 def cost_vs_ref_size(cost: list[CostRow]) -> Figure | None:
@@ -202,15 +203,21 @@ def cost_vs_ref_size(cost: list[CostRow]) -> Figure | None:
     if conventions:
         panels.append(("flops_t", conventions[0], None, f"FLOPS-T [GMACs, {conventions[0]}]"))
     for label in sorted({e.device_label for e in sized if e.quantity == LATENCY and (e.method, e.lr_hw) in swept}):
-        panels.append((LATENCY, "-", label, f"latency median [ms]\n{label}"))
+        panels.append((LATENCY, "-", label, "latency median [ms]"))
     if not panels:
         return None
     styles = method_styles([m for m, _ in swept])
     lr_sizes = sorted({lr for _, lr in swept}, key=lambda t: tuple(int(v) for v in t.split("x")))
-    width_in = 4.2 * len(panels)
+    columns = min(2, len(panels))  # at most two panels side by side: the PNG stays under the page width
+    rows = -(-len(panels) // columns)
     with _style():
-        fig, axes = plt.subplots(1, len(panels), figsize=(width_in, 3.4), squeeze=False)
-        for axis, (quantity, convention, device, label) in zip(axes[0], panels, strict=True):
+        fig, grid = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows + 0.4), squeeze=False,
+                                 layout="constrained")
+        axes = [axis for row in grid for axis in row]
+        for extra in axes[len(panels):]:
+            extra.remove()
+        axes = axes[:len(panels)]
+        for axis, (quantity, convention, device, label) in zip(axes, panels, strict=True):
             for method, lr in swept:
                 values: dict[int, float] = {}
                 for e in sized:  # the first value per reference size (runs are read in sorted order)
@@ -230,9 +237,10 @@ def cost_vs_ref_size(cost: list[CostRow]) -> Figure | None:
             axis.minorticks_off()
             axis.set_yscale("log")
             axis.set_xlabel("reference side [px]")
-            axis.set_ylabel(label, fontsize=7)
-        fig.suptitle("Cost vs reference size (one line per method and LR size)", fontsize=9)
-        legend_outside(fig, list(axes[0]), width_in)
+            axis.set_ylabel(label)
+            axis.set_title(device or "FLOPS-T (same on every device)")
+        fig.suptitle("Cost vs reference size (one line per method and LR size)", fontsize=10)
+        legend_outside(fig, axes)
     return fig
 
 

@@ -289,13 +289,22 @@ def protocol_summary(sentences: list[str], limit: int = 110) -> str:
 
 def render_html(models: list[TableModel], plots: list[PlotFile], results: Results, *, title: str,
                 out_dir: Path, grids: list[CropGrid] | None = None,
-                matches: list[MatchPicture] | None = None) -> str:
-    """The page; ``out_dir`` is where it is written (plots are linked relative to it)."""
+                matches: list[MatchPicture] | None = None, notes: list[tuple[str, str | None]] | None = None) -> str:
+    """The page; ``out_dir`` is where it is written (plots are linked relative to it). Plots are shown at their
+    own pixel size (narrower only in a narrower window); ``notes`` are (text, link or None) lines under the title."""
+    from PIL import Image
+
     tables = [html_table(m) for m in models]
+
+    def plot_entry(plot: PlotFile) -> dict[str, Any]:
+        with Image.open(plot.png) as image:
+            width, height = image.size
+        return {"stem": plot.stem, "title": plot.title, "caption": plot.caption, "width": width, "height": height,
+                "src": plot.png.resolve().relative_to(out_dir.resolve()).as_posix()}
+
     return _environment().get_template("report.html.j2").render(
-        title=title, tables=tables,
-        plots=[{"stem": p.stem, "title": p.title, "caption": p.caption,
-                "src": p.png.resolve().relative_to(out_dir.resolve()).as_posix()} for p in plots],
+        title=title, tables=tables, notes=[{"text": t, "href": h} for t, h in notes or []],
+        plots=[plot_entry(p) for p in plots],
         grids=grids or [], matches=matches or [], error_bands=ERROR_LEGEND,
         runs=provenance(results), warnings=list(results.warnings),
         n_records=len(results.records), n_cost=len(results.cost), dropped=results.dropped_random_weight_records,

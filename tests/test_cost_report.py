@@ -169,8 +169,7 @@ def test_sweep_plot_one_line_per_method_and_lr_distinct_styles_legend_outside(tm
             styles.setdefault(method, set()).add((str(line.get_color()), str(line.get_marker())))
     assert all(len(pairs) == 1 for pairs in styles.values())  # one colour + marker per method
     assert len({next(iter(p)) for p in styles.values()}) == len(methods)  # ... distinct across methods
-    assert {axes[2].get_ylabel().splitlines()[-1], axes[1].get_ylabel().splitlines()[-1]} == {
-        FAKE_GPU, "CPU: Fake Xeon, 1 thread"}
+    assert {axes[2].get_title(), axes[1].get_title()} == {FAKE_GPU, "CPU: Fake Xeon, 1 thread"}
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     (legend,) = fig.legends

@@ -134,4 +134,6 @@ def test_weights_fetch_offline_is_a_clear_message(
     assert status == 2 and "could not download" in err and str(tmp_path / "carn_m.pth") in err
     assert not list(tmp_path.iterdir())  # no partial file left behind
     status, err = run_cli(capsys, "weights", "fetch", "nope", "--weights", str(tmp_path))
-    assert status == 2 and "no official weights registered for 'nope'" in err
+    assert status == 2 and "unknown method 'nope'" in err and "carn_m" in err
+    status, err = run_cli(capsys, "weights", "fetch", "bicubic", "--weights", str(tmp_path))
+    assert status == 2 and "bicubic has no official weights" in err

@@ -20,6 +20,7 @@ from protocols.errors import UserError
 
 # Verbs contributed by other modules (each defines ``add_subcommand(subparsers)``): verb -> (module, help).
 VERB_MODULES: dict[str, tuple[str, str]] = {
+    "predict": ("bench.commands.predict", "super-resolve one PNG with one method (real weights), write the SR"),
     "match": ("bench.commands.match", "matching accuracy (fraction within 0..7 px) on Sintel / HCI / demos"),
     "cost": ("bench.commands.cost", "parameters, MACs (GMACs), latency and peak memory of methods"),
     "gate": ("bench.commands.gate", "compare a run with golden values; exit 1 on drift"),
@@ -54,7 +55,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         allow_random_weights=args.allow_random_weights,
         save_images=args.save_images,
         outputs=parse_outputs(args.outputs or [], args.outputs_format or [], args.outputs_pattern or []),
+        metrics=tuple(args.metrics or ()),
     )
+    if "lpips" in config.metrics:  # the backbone is a separate file: say so before any work
+        from protocols.perceptual import require_backbone
+
+        require_backbone()
     records = run(config, allow_distributed=True)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun only rank 0 reports
@@ -245,15 +251,17 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         "--weights", action="append",
         help="weights folder (default: $REFSR_WEIGHTS), METHOD=FILE (repeatable), or FILE when -m names one method",
     )
-    run_parser.add_argument("--out", default="runs/latest", help="output folder (records.csv, run.json)")
-    run_parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    run_parser.add_argument("--out", default="runs/latest",
+                            help="output folder: records.csv, run.json (default: %(default)s)")
+    run_parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: %(default)s)")
     run_parser.add_argument(
         "--level",
         help="reference policies to run (the records' reference column): CUFED5 levels 1..5 or all, a stitching "
         "recipe, or draws:K for K seeded reference draws (Sun80, Manga109), reported as mean ± std",
     )
     run_parser.add_argument("--ref-policy", help="one reference policy instead of the preset's (e.g. self_lr)")
-    run_parser.add_argument("--shard", default="0/1", help="i/n: evaluate every n-th image from i")
+    run_parser.add_argument("--shard", default="0/1",
+                            help="i/n: evaluate every n-th image from i (default: %(default)s, all images)")
     run_parser.add_argument(
         "--allow-random-weights", action="store_true", help="plumbing tests only; records are tagged"
     )
@@ -271,6 +279,11 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         "--outputs-pattern", action="append", metavar="TEMPLATE",
         help="file-name template instead of a format, with {image} {index} {level} {policy} {hr_stem}, "
         "e.g. 'save_results/{index:05d}.png'; once for all --outputs or once per --outputs",
+    )
+    run_parser.add_argument(
+        "--metrics", nargs="+", metavar="METRIC",
+        help="score these metrics instead of the preset's (e.g. psnr_y ssim_y lpips; see `list protocols`); "
+        "recorded in the run identity",
     )
     run_parser.set_defaults(handler=_cmd_run)
 

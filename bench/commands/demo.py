@@ -5,7 +5,9 @@
    images are saved so the report can show crops;
 2. matching accuracy of the classical matchers on one pair of each set (×4), with a picture of the matches;
 3. the cost (params, GMACs in both conventions, CPU latency) of every registered network;
-4. the HTML report and LaTeX tables, built from these runs and the committed results in reports/results.
+4. the HTML report and LaTeX tables: ``OUT/index.html`` shows this demo's runs (the tables that hold its values;
+   one line says how to fetch a trained network when none is installed) and links ``OUT/committed/index.html``,
+   the full report of the committed results in reports/results (seed-paper tables included).
 
 The default (quick) form scores the matchers on a centre crop of one pair per set and measures cost at a small
 size with few timing iterations; ``--full`` keeps the whole pairs and the larger cost setting. Both write normal
@@ -29,11 +31,14 @@ from bench.engines.run.plan import RunConfig
 from methods.registry import cards, create
 from methods.weights import weight_status, weights_dir
 from protocols.embedded import CorrespondencePair, demo_homography_pairs, demo_stereo_pairs
+from reports.page import PageNote
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (bench/commands/demo.py)
 COMMITTED_RESULTS = ROOT / "reports" / "results"
 DEMO_DATASETS = ("demo_stereo", "demo_homography")
 DEMO_SCALE = 4
+DEMO_BASELINE = "bicubic"  # the one untrained SR method the demo scores (the MATLAB-resize variants print the same)
+DEMO_NETWORK = "carn_m"  # the network the page suggests fetching when no trained SR network is installed
 
 T = TypeVar("T")
 
@@ -102,14 +107,19 @@ class DemoMethods:
     matchers: tuple[str, ...]
     networks: tuple[tuple[str, int], ...]  # (name, scale): ×4 where the method supports it, else its own
     weight_problems: dict[str, str | None] = field(default_factory=dict)  # name -> reports.tables REASON_* or None
+    other_baselines: tuple[str, ...] = ()  # untrained SR methods besides DEMO_BASELINE (not scored by the demo)
 
 
 def survey_methods(weights: str | None) -> DemoMethods:
-    """Sort the registered methods into the demo's three lists from their cards (no network is built)."""
+    """Sort the registered methods into the demo's three lists from their cards (no network is built). Quality
+    scores one interpolation baseline (``DEMO_BASELINE``) and every trained method whose weights are installed."""
     from reports.tables import REASON_NO_OFFICIAL_WEIGHTS, REASON_NO_WEIGHTS
 
     folder = weights_dir(weights)
-    sr, matchers, networks = [], [], []
+    sr: list[str] = []
+    matchers: list[str] = []
+    networks: list[tuple[str, int]] = []
+    others: list[str] = []
     problems: dict[str, str | None] = {}
     for card in cards():
         if card.task == "matcher":
@@ -122,8 +132,8 @@ def survey_methods(weights: str | None) -> DemoMethods:
         problems[card.name] = (None if not card.trained or status == "installed"
                                else REASON_NO_OFFICIAL_WEIGHTS if status == "none" else REASON_NO_WEIGHTS)
         if scale == DEMO_SCALE and problems[card.name] is None:
-            sr.append(card.name)
-    return DemoMethods(tuple(sr), tuple(matchers), tuple(networks), problems)
+            (sr if card.trained or card.name == DEMO_BASELINE else others).append(card.name)
+    return DemoMethods(tuple(sr), tuple(matchers), tuple(networks), problems, tuple(others))
 
 
 def offline_methods(weights: str | None) -> tuple[list[str], list[str]]:
@@ -300,7 +310,7 @@ def run_cost(networks: tuple[tuple[str, int], ...], out_dir: Path, settings: Dem
 def demo(out_dir: Path, weights: str | None, settings: DemoSettings = QUICK) -> DemoResult:
     import torch
 
-    from reports.page import render_report, suite_availability
+    from reports.page import suite_availability
     from reports.tables import Availability
 
     runs = out_dir / "runs"
@@ -329,14 +339,54 @@ def demo(out_dir: Path, weights: str | None, settings: DemoSettings = QUICK) -> 
                     lambda: run_cost(networks, cost_dir, settings))
     if failed:
         print(f"warning: cost failed for {', '.join(failed)} (details in {cost_dir / 'run.json'})", flush=True)
-    sources = [runs] + ([COMMITTED_RESULTS] if COMMITTED_RESULTS.is_dir() else [])
     installed = suite_availability(None, weights)
     availability = Availability(  # the survey already built every method: do not build them again
         lambda m: found.weight_problems[m] if m in found.weight_problems else installed.method_problem(m),
         installed.dataset_problem)
-    index = _timed(steps, "report", "HTML page, plots, LaTeX tables",
-                   lambda: render_report(sources, out_dir, availability=availability))
+    index = _timed(steps, "report", "this demo's page; the committed results on their own page",
+                   lambda: render_pages(runs, out_dir, availability, found, weights))
     return DemoResult(index=index, runs_dir=runs, settings=settings, steps=steps, cost_dir=cost_dir)
+
+
+COMMITTED_PAGE = "committed"  # OUT/committed/index.html: the committed results and the seed-paper tables
+
+
+def page_notes(found: DemoMethods, weights: str | None, committed_runs: int) -> list[PageNote]:
+    """The lines under the demo page's title: where the committed results are, which baseline was scored and
+    why the others were not, and how to see a trained network when none is installed."""
+    from methods.registry import card
+
+    notes = []
+    if committed_runs:
+        notes.append(PageNote(f"This page shows this demo's runs only. The {committed_runs} committed run folders "
+                              "(reports/results) and every seed-paper table are on their own page:",
+                              f"{COMMITTED_PAGE}/index.html"))
+    if found.other_baselines:
+        notes.append(PageNote(f"Interpolation baseline: {DEMO_BASELINE}. {', '.join(found.other_baselines)} (the same "
+                              "bicubic kernel through MATLAB imresize, other rounding) agree with it to the printed "
+                              "digits on these images and are not scored here; `refsr-bench run -m 'bicubic*'` "
+                              "scores them."))
+    if not any(card(name).trained for name in found.sr):
+        folder = weights_dir(weights)
+        notes.append(PageNote(f"No trained network ran: no official SR weights are installed in {folder}. "
+                              f"`refsr-bench weights fetch {DEMO_NETWORK}` (or REFSR_WEIGHTS=FOLDER holding "
+                              f"{card(DEMO_NETWORK).weights[0].file_name}) and rerun the demo to see "
+                              f"{DEMO_NETWORK} in the table and the crops."))
+    return notes
+
+
+def render_pages(runs: Path, out_dir: Path, availability: Any, found: DemoMethods, weights: str | None) -> Path:
+    """``out_dir/index.html`` from this demo's runs (tables that hold values of ours) and, when the checkout has
+    committed results, ``out_dir/committed/index.html`` from them (the full report). Returns the first."""
+    from reports.page import render_report
+
+    committed = sorted(COMMITTED_RESULTS.rglob("run.json")) if COMMITTED_RESULTS.is_dir() else []
+    if committed:
+        render_report([COMMITTED_RESULTS], out_dir / COMMITTED_PAGE, availability=availability,
+                      title="RefSR-Bench: committed results (reports/results)",
+                      notes=[PageNote("The demo's own runs are on the demo page:", "../index.html")])
+    return render_report([runs], out_dir, availability=availability, title="RefSR-Bench demo report",
+                         only_filled_tables=True, notes=page_notes(found, weights, len(committed)))
 
 
 def format_seconds(seconds: float) -> str:
@@ -365,7 +415,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "demo", help="the main job: embedded data, matching, cost of every network, HTML report (offline, minutes)")
+        "demo", help="the main job: embedded data, matching, cost of every network, HTML report (offline, minutes)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="reports/build", help="report folder (default reports/build)")
     parser.add_argument("--weights", help="weights folder (default: $REFSR_WEIGHTS)")
     parser.add_argument("--full", action="store_true",

@@ -17,8 +17,8 @@ from bench.engines.run.plan import RunConfig
 from bench.results.gate import GOLDEN_DIR, format_table, gate, read_golden
 from bench.results.records import read_records
 from methods.weights import matchers, runnable_methods
-from protocols.core import UserError
 from protocols.datasets import DATASETS, JobStep, load_items
+from protocols.errors import unknown_name
 from protocols.spec import get_preset
 from reports.page import render_report
 
@@ -54,7 +54,7 @@ def _run_step(dataset: str, step: JobStep, out: Path, data: str | None, weights:
 def dataset_job(dataset: str, out: Path, data: str | None, weights: str | None) -> int:
     steps = jobs().get(dataset)
     if steps is None:
-        raise UserError(f"no dataset job for {dataset!r}; valid: {', '.join(sorted(jobs()))}")
+        raise unknown_name("dataset job", dataset, sorted(jobs()))
     # layout errors surface here, before any work
     if any(step.kind == "matching" for step in steps):
         from protocols import matching

@@ -3,11 +3,11 @@
 
     refsr-bench match -m zncc zncc_blurry -d sintel --data ROOT --pass clean final --out DIR
 
-writes ``DIR/records.csv`` (bench.results.records format; protocol = dataset, preset = ``ccnet2017`` or the
-changed options, level = Sintel pass or HCI view pair, image = frame name, ``ALL`` (pooled over
-positions) or ``MEAN`` (mean over frames)), ``DIR/run.json`` (options, method parameters, data,
-timings, environment) and ``DIR/table.md`` (the pooled Table-2 view). Running again into the same DIR
-replaces the rows of the same protocol/preset/method/level and keeps the others.
+writes ``DIR/records.csv`` (bench.results.records format; dataset = the dataset name, preset = ``ccnet2017`` or
+the changed options, reference = the reference policy: Sintel pass or HCI view pair, image = frame name,
+``ALL`` (pooled over positions) or ``MEAN`` (mean over frames)), ``DIR/run.json`` (options, method parameters,
+data, timings, environment) and ``DIR/table.md`` (the pooled Table-2 view). Running again into the same DIR
+replaces the rows of the same dataset/preset/method/reference and keeps the others.
 
 Dataset roots: ``--data ROOT`` or ``$REFSR_DATA``. Sintel is looked up as ROOT/MPI-Sintel, then
 ROOT/MPI-Sintel_subset (the shared subset), then ROOT itself (a folder holding ``training/``); HCI as
@@ -46,7 +46,8 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
                         "(or one a --plugin file registers)")
     parser.add_argument("--data", help="dataset root (default: $REFSR_DATA)")
     parser.add_argument("--pass", dest="passes", nargs="+", choices=("clean", "final"), default=["clean"],
-                        help="render pass(es) of datasets that have them (Sintel); each becomes a level")
+                        help="render pass(es) of datasets that have them (Sintel); each is a reference policy "
+                        "(the records' reference column)")
     parser.add_argument("--scale", type=int, default=8, choices=SUPPORTED_SCALES)
     parser.add_argument("--norm", choices=("l2", "linf"), default="l2")
     parser.add_argument("--gt-rounding", choices=("nearest", "none"), default="nearest")

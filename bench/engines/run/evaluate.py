@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from bench.engines.run.outputs import ReleasedOutputs
 from bench.engines.run.plan import Group, Plan, RunConfig, group_key, image_path
 from bench.results.records import Record, RecordAppender
 from methods.base import Method
 from protocols.core import Sample, UserError
+from protocols.imageio import write_levels_png
 from protocols.pipeline import make_sample
 from protocols.scoring import score_levels, scored_levels
 
@@ -51,7 +49,7 @@ def evaluate_groups(
         levels = scored_levels(sr.cpu(), scored_sample, spec)
         values = score_levels(levels, scored_sample, spec)
         if config.save_images:
-            _save_png(image_path(config, record_name, policy, item.name), levels)
+            write_levels_png(image_path(config, record_name, policy, item.name), levels)
         if group_key(config, work, group) not in appender.done:
             appender.append(
                 [
@@ -81,14 +79,6 @@ def _as_method_input(image: torch.Tensor | None, device: str) -> torch.Tensor | 
     if image.shape[1] == 1:  # Y-only presets: methods see the luma replicated into RGB
         image = image.repeat(1, 3, 1, 1)
     return image.to(device)
-
-
-def _save_png(path: Path, levels: np.ndarray) -> None:
-    """Write the scored image (``scored_levels``' (H, W, C) levels) as an 8-bit PNG. Presets that round
-    hold integers on [0, 255] here, so the PNG is byte-equal to what the metrics saw."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    array = np.clip(np.round(levels), 0, 255).astype(np.uint8)
-    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(path)
 
 
 def _digest(image: torch.Tensor | None) -> str:

@@ -39,6 +39,7 @@ class RunConfig:
     allow_random_weights: bool = False
     save_images: bool = False
     show_progress: bool = True
+    metrics: tuple[str, ...] = ()  # --metrics: replaces the preset's metric list (empty: the preset's own)
     outputs: tuple[OutputsSource, ...] = ()  # --outputs NAME=DIR: released SR images scored like a method's
 
 
@@ -61,7 +62,7 @@ Group = tuple[str, int, int]  # one unit of work: (reference policy, index into 
 
 def plan(config: RunConfig) -> Plan:
     """Validate every option and input and compute the run identity; writes nothing."""
-    spec = get_preset(config.preset)
+    spec = get_preset(config.preset).with_metrics(config.metrics)
     device_class = rundir.check_device(config.device)
     determinism = provenance.set_deterministic()  # before any method is created (seeded random weights)
     rundir.check_out_dir(config.out_dir)
