@@ -391,7 +391,7 @@ def test_verify_names_changed_missing_and_extra_files(tmp_path: Path, capsys: py
     folder = root / "Set5"
     (folder / "img_1.png").write_bytes(_png(99))
     (folder / "img_2.png").unlink()
-    (folder / "extra" ).mkdir()
+    (folder / "extra").mkdir()
     (folder / "extra" / "notes.txt").write_text("added by hand")
     assert main(["data", "verify", "set5", "--data", str(root)]) == 1
     out = capsys.readouterr().out
