@@ -453,3 +453,24 @@ def test_exit_codes_in_real_processes(tmp_path: Path, capsys: pytest.CaptureFixt
                           (("data", "fetch", "set5"), "no data root")]:
         result = _cli(*args)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result
+
+
+def test_run_json_records_whether_the_data_matches_its_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def image(seed: int) -> bytes:
+        pixels = np.random.default_rng(seed).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    archive = tmp_path / "set5.zip"
+    archive.write_bytes(_zip({f"Set5/img_{i}.png": image(i) for i in range(5)}))
+    root = tmp_path / "data"
+    assert _fetch(capsys, root, "set5", "--from", str(archive))[0] == 0
+    tree = json.loads((root / "Set5" / MANIFEST_NAME).read_text())["tree_sha256"]
+    out = tmp_path / "run"
+    assert main(["run", "-p", "set5:sisr_std", "-m", "bicubic", "--data", str(root), "--out", str(out)]) == 0
+    check = json.loads((out / "run.json").read_text())["data_check"]
+    assert check == {"folder": str((root / "Set5").resolve()), "manifest": "sizes match", "canonical": "unknown",
+                     "tree_sha256": tree}

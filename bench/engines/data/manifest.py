@@ -17,7 +17,7 @@ from pathlib import Path
 
 from methods.download import sha256_of
 from protocols.errors import UserError
-from protocols.sources import DataSource
+from protocols.sources import SOURCES, DataSource
 
 MANIFEST_NAME = "refsr-manifest.json"
 MANIFEST_FORMAT = 1
@@ -169,3 +169,9 @@ def data_match(folder: Path, source: DataSource | None) -> dict[str, object]:
         same = intact and tree_sha256(read_manifest(pinned)) == tree_sha256(own)
         result["canonical"] = "matches" if same else "differs"
     return result
+
+
+def run_data_check(data_folder: str, dataset: str) -> dict[str, object] | None:
+    """``run.json``'s ``data_check``: ``data_match`` of the run's data folder with its source card (None for
+    embedded data)."""
+    return None if data_folder == "<embedded>" else data_match(Path(data_folder), SOURCES.get(dataset))

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from bench.engines.data.manifest import run_data_check
 from bench.results import provenance, rundir
 from bench.results.records import (
     RANDOM_WEIGHTS_TAG,
@@ -292,6 +293,7 @@ def _write_run_json(config: RunConfig, work: _Plan, resume: rundir.Resume, run_i
         "run_id": run_id,
         "identity": resume.identity,
         "data_folder": work.data_folder,
+        "data_check": run_data_check(work.data_folder, config.dataset),  # not part of the identity
         "shard": list(config.shard),
         "extensions": extensions,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
