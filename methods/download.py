@@ -55,9 +55,9 @@ def check_sha256(path: Path, expected: str | None, url: str) -> str:
     return got
 
 
-def download_https(url: str, part: Path, target: Path) -> None:
+def download_https(url: str, part: Path, offline_hint: str) -> None:
     """Stream ``url`` into ``part`` with a progress bar; a short body or an HTML page is a UserError.
-    ``target`` is only named in the offline hint (where to put a hand-downloaded copy)."""
+    ``offline_hint`` ends the error when the host cannot be reached (what to do with a hand-downloaded copy)."""
     from tqdm import tqdm
 
     request = urllib.request.Request(url, headers={"User-Agent": "refsr-bench"})
@@ -78,7 +78,7 @@ def download_https(url: str, part: Path, target: Path) -> None:
     except (urllib.error.URLError, OSError, ValueError) as error:
         raise UserError(
             f"could not download {url}: {error}. If this machine is offline, download the file elsewhere "
-            f"and place it at {target}"
+            f"and {offline_hint}"
         ) from error
     if expected is not None and received != expected:
         raise UserError(f"download of {url} was cut short: {received} of {expected} bytes; run the fetch again")

@@ -264,7 +264,7 @@ def _fetch_one(method_card: MethodCard, weight: WeightFile, folder: Path, listin
         if weight.source == "gdrive":
             _download_gdrive(weight.url, part)
         else:
-            _download_https(weight.url, part, target)
+            _download_https(weight.url, part, f"place it at {target}")
         return _verify_and_install(method_card, weight, part, folder, weight.url)
 
 

@@ -230,6 +230,20 @@ def test_ctrl_c_mid_download_leaves_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_unreachable_host_says_how_to_install_a_hand_downloaded_copy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    _point_set5(monkeypatch, f"http://127.0.0.1:{port}/set5.zip")
+    status, _, err = _fetch(capsys, tmp_path, "set5")
+    assert status == 2 and "could not download" in err and "data fetch set5 --from FILE" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_already_installed_is_refused(
     server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

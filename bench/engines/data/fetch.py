@@ -65,7 +65,7 @@ def _hand_install(card: DatasetCard, source: DataSource, root: Path) -> str:
             f"(expected layout: {card.layout})")
 
 
-def _download_link(link: SourceLink, into: Path, archives: dict[str, str]) -> list[Path]:
+def _download_link(dataset: str, link: SourceLink, into: Path, archives: dict[str, str]) -> list[Path]:
     """Download one link into ``into``; every file is checked (not HTML, pinned sha256) and its hash recorded."""
     if link.kind == "gdrive_folder":
         entries = list_gdrive_folder(link.url)
@@ -84,7 +84,7 @@ def _download_link(link: SourceLink, into: Path, archives: dict[str, str]) -> li
     if link.kind == "gdrive_file":
         download_gdrive(link.url, part)
     else:
-        download_https(link.url, part, Path("ARCHIVE"))
+        download_https(link.url, part, f"install it with `refsr-bench data fetch {dataset} --from FILE`")
     reject_html(part, link.url, "the archive")
     got = sha256_of(part)
     if link.sha256 is not None and got != link.sha256:
@@ -181,7 +181,7 @@ def fetch_dataset(name: str, root: Path, from_path: Path | None = None) -> Insta
             tree.mkdir()
             archives: dict[str, str] = {}
             if from_path is None:
-                files = [f for link in source.links for f in _download_link(link, downloads, archives)]
+                files = [f for link in source.links for f in _download_link(name, link, downloads, archives)]
                 _unpack(files, downloads, tree, limits)
                 origin = ", ".join(link.page for link in source.links)
             elif from_path.is_dir():
