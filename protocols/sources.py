@@ -98,7 +98,7 @@ BUILTIN_SOURCES: tuple[DataSource, ...] = (
     DataSource("urban100", (), license="unstated here (Huang et al., CVPR 2015)", expected_items=100,
                counted="HR images img_001.png .. img_100.png", origin=_NO_LINK,
                hand_install="the 100 HR images of Urban100 (Huang et al., CVPR 2015)"),
-    DataSource("manga109", (), license="Manga109 terms of use (academic research; request from its owners)",
+    DataSource("manga109", (), license="Manga109 terms of use (see its owners' site; not redistributable here)",
                expected_items=109, counted="pages named by title", origin=_NO_LINK,
                hand_install="the 109 Manga109 images (one page per title) as used by the SR literature"),
     DataSource("set5", (), license="unstated here (Bevilacqua et al., BMVC 2012)", expected_items=5,

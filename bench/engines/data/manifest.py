@@ -17,11 +17,11 @@ from pathlib import Path
 
 from methods.download import sha256_of
 from protocols.errors import UserError
+from protocols import sources
 from protocols.sources import SOURCES, DataSource
 
 MANIFEST_NAME = "refsr-manifest.json"
 MANIFEST_FORMAT = 1
-_CANONICAL_DIR = Path(__file__).resolve().parents[3] / "protocols" / "canonical"
 
 FileTable = dict[str, dict[str, object]]  # relative POSIX path -> {"sha256": hex, "bytes": int}
 
@@ -117,7 +117,7 @@ def canonical_path(source: DataSource) -> Path | None:
     if source.canonical_manifest is None:
         return None
     path = Path(source.canonical_manifest)
-    return path if path.is_absolute() else _CANONICAL_DIR / path
+    return path if path.is_absolute() else Path(sources.__file__).parent / "canonical" / path
 
 
 @dataclass(frozen=True)
