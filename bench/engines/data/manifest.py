@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from methods.download import sha256_of
-from protocols.errors import UserError
 from protocols import sources
+from protocols.errors import UserError
 from protocols.sources import SOURCES, DataSource
 
 MANIFEST_NAME = "refsr-manifest.json"
