@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 TASKS = ("refsr", "sisr", "matcher")
-WEIGHT_SOURCES = ("https", "gdrive", "manual")
+WEIGHT_SOURCES = ("https", "gdrive", "gdrive_folder", "manual")
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,9 @@ class WeightFile:
     """One official checkpoint file of a method.
 
     ``source`` says how ``url`` is used: ``https`` -- a direct file URL (GitHub raw, a plain HTTPS host),
-    downloaded as is; ``gdrive`` -- a Google Drive file URL, downloaded through ``gdown``; ``manual`` -- no
+    downloaded as is; ``gdrive`` -- a Google Drive file URL, downloaded through ``gdown``; ``gdrive_folder`` -- a
+    Google Drive *folder* URL: ``weights fetch`` lists it with ``gdown`` and downloads the file named ``file_name``
+    (``note`` names the official page that links the folder); ``manual`` -- no
     direct file link is documented: ``url`` is the official page that links the file, and the user puts
     the file in the weights folder by hand. ``layout``: ``"module:callable"`` building the ``nn.Module``
     whose state_dict the file fills strictly, for files outside the method's own layout (torchvision's
@@ -142,15 +144,18 @@ _MASA_REPO = "https://github.com/dvlab-research/MASA-SR"
 _MASA_LICENSE = "no licence file in the official repository (all rights reserved); research use of the weights"
 
 
+_MASA_DRIVE = "https://drive.google.com/drive/folders/1O9Y4UK1PFoFKOsYTQqcQJCA_VvBWp29N"  # README @ 80d1bd8
+
+
 def _masa_file(file_name: str) -> WeightFile:
     return WeightFile(
         file_name=file_name,
-        url=_MASA_REPO,
+        url=_MASA_DRIVE,
         sha256=None,
         license=_MASA_LICENSE,
         role="net",
-        source="manual",
-        note="via the README's Google Drive link",
+        source="gdrive_folder",
+        note=f"the Google Drive folder linked from {_MASA_REPO} (README); the repo keeps it in pretrained_weights/",
     )
 
 
@@ -183,15 +188,18 @@ _MASA_REC = MethodCard(
 _TTSR_REPO = "https://github.com/researchmm/TTSR"
 
 
+_TTSR_DRIVE = "https://drive.google.com/drive/folders/1CTm-r3hSbdYVCySuQ27GsrqXhhVOS-qh"  # README @ 550e4c9
+
+
 def _ttsr_file(file_name: str) -> WeightFile:
     return WeightFile(
         file_name=file_name,
-        url=_TTSR_REPO,
+        url=_TTSR_DRIVE,
         sha256=None,
         license="MIT",
         role="net",
-        source="manual",
-        note="via the README's OneDrive / Baidu / Google Drive links",
+        source="gdrive_folder",
+        note=f"the Google Drive folder linked from {_TTSR_REPO} (README; also OneDrive and Baidu links there)",
     )
 
 
@@ -220,17 +228,18 @@ _TTSR_REC = MethodCard(
 )
 
 _SRNTT_PORT = "https://github.com/S-aiueo32/srntt-pytorch"
+_SRNTT_DRIVE = "https://drive.google.com/drive/folders/1yrIft2GXcDR-IW_uFLy69caVqEaByFDf"  # docs/sources.md
 
 
 def _srntt_files(generator_file: str) -> tuple[WeightFile, ...]:
     generator = WeightFile(
         file_name=generator_file,
-        url=_SRNTT_PORT,
+        url=_SRNTT_DRIVE,
         sha256=None,
         license="Apache-2.0 (port repository; weights licence unstated)",
         role="net_g",
-        source="manual",
-        note="via the README's Google Drive folder; the file names there are undocumented",
+        source="gdrive_folder",
+        note=f"the Google Drive folder linked from {_SRNTT_PORT} (README; the file names there are undocumented)",
     )
     return (generator, _TORCHVISION_VGG19)
 
@@ -258,6 +267,7 @@ _SRNTT = MethodCard(
 )
 
 _C2_REPO = "https://github.com/yumingj/C2-Matching"
+_C2_DRIVE = "https://drive.google.com/drive/folders/1dTkXMzeBrHelVQUEx5zib5MdmvqDaSd9"  # README @ 6d60149
 _C2_LICENSE = "Apache-2.0 (repository LICENSE; its README says MIT)"
 
 
@@ -265,12 +275,13 @@ def _c2_files(restoration_file: str) -> tuple[WeightFile, ...]:
     def official(file_name: str, role: str) -> WeightFile:
         return WeightFile(
             file_name=file_name,
-            url=_C2_REPO,
+            url=_C2_DRIVE,
             sha256=None,
             license=_C2_LICENSE,
             role=role,
-            source="manual",
-            note="via the README's Google Drive link",
+            source="gdrive_folder",
+            note=f"the Google Drive folder linked from {_C2_REPO} (README; the repo keeps it in "
+            "experiments/pretrained_models/)",
         )
 
     return (

@@ -3,30 +3,31 @@
 Weights are never downloaded implicitly. ``REFSR_WEIGHTS`` (default ``~/.cache/refsr-bench/weights``)
 is a folder holding the official file names; users may fill it by hand. Facts come from the method cards
 (``methods.cards``): listing weights builds no network. ``fetch`` downloads into a private staging folder
-beside the target and moves the file into place only after it is verified (sha256 where the card knows
+beside the target (``methods.download``, shared with ``data fetch``) and moves the file into place only after
+it is verified (sha256 where the card knows
 it; otherwise a ``weights_only`` load that fills the method's layout strictly), so no partial, 0-byte or
 unverified file is ever left under an official name. The sha256 of a file verified by layout is printed
-and recorded in ``sha256.json`` in the weights folder so the user can pin it.
+and recorded in ``sha256.json`` in the weights folder so the user can pin it. Files kept in an official Google
+Drive *folder* are found by listing the folder with ``gdown``; ``fetch_from`` installs a hand-downloaded file
+through the same checks.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import importlib
 import json
 import os
 import pickle
 import shutil
-import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from methods.cards import MethodCard, WeightFile
+from methods.download import DriveEntry, list_gdrive_folder, reject_html, sha256_of, staging
+from methods.download import download_gdrive as _download_gdrive
+from methods.download import download_https as _download_https
 from methods.registry import card, cards, create, resolve
 from protocols.errors import UserError
 
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
     from methods.base import Method
 
 RECORDED_HASHES = "sha256.json"  # file name -> sha256 of files verified by layout, in the weights folder
-_CHUNK_BYTES = 1 << 20
-_HTML_MARKERS = (b"<!doctype html", b"<html", b"<head", b"<body")
 
 
 def _is_folder_value(value: str | Path) -> bool:
@@ -228,73 +227,16 @@ def weight_files(method: Method, weights: str | Sequence[str] | None, methods: S
     rows: list[dict[str, Any]] = []
     for weight in method.info.weights:
         path = folder / weight.file_name
-        rows.append({"file": weight.file_name, "sha256": _sha256_of(path) if path.is_file() else None})
+        rows.append({"file": weight.file_name, "sha256": sha256_of(path) if path.is_file() else None})
     if explicit_file := weight_file_for(weights, methods, method.info.name):
-        rows.append({"file": Path(explicit_file).name, "sha256": _sha256_of(Path(explicit_file))})
+        rows.append({"file": Path(explicit_file).name, "sha256": sha256_of(Path(explicit_file))})
     return rows
 
 
 # ---------------------------------------------------------------------------------------------------
 # fetching
 
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _download_https(url: str, part: Path, target: Path) -> None:
-    """Stream ``url`` into ``part`` with a progress bar; a short body or an HTML page is a UserError."""
-    from tqdm import tqdm
-
-    request = urllib.request.Request(url, headers={"User-Agent": "refsr-bench"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response, open(part, "wb") as handle:
-            if "text/html" in (response.headers.get("Content-Type") or ""):
-                raise UserError(f"{url} returned an HTML page, not a checkpoint (a login or confirmation page?)")
-            length = response.headers.get("Content-Length")
-            expected = int(length) if length and length.isdigit() else None
-            received = 0
-            with tqdm(total=expected, unit="B", unit_scale=True, desc=part.name, leave=False) as bar:
-                while chunk := response.read(_CHUNK_BYTES):
-                    handle.write(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-    except http.client.IncompleteRead as error:
-        raise UserError(f"download of {url} was cut short ({error}); run the fetch again") from error
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        raise UserError(
-            f"could not download {url}: {error}. If this machine is offline, download the file elsewhere "
-            f"and place it at {target}"
-        ) from error
-    if expected is not None and received != expected:
-        raise UserError(f"download of {url} was cut short: {received} of {expected} bytes; run the fetch again")
-
-
-def _download_gdrive(url: str, part: Path) -> None:
-    """Download a Google Drive file through ``gdown`` (which handles the large-file confirmation page)."""
-    try:
-        import gdown
-    except ImportError as error:
-        raise UserError("Google Drive downloads need gdown: `python3 -m pip install gdown`") from error
-    try:
-        result = gdown.download(url, output=str(part), quiet=False)
-    except Exception as error:  # gdown raises its own and requests' exception types
-        raise UserError(f"could not download {url} from Google Drive: {error}") from error
-    if result is None or not part.is_file():
-        raise UserError(f"could not download {url} from Google Drive (gdown returned no file)")
-
-
-def _reject_html(part: Path, url: str) -> None:
-    with open(part, "rb") as handle:
-        head = handle.read(1024).lstrip().lower()
-    if any(head.startswith(marker) for marker in _HTML_MARKERS) or b"<html" in head:
-        raise UserError(f"{url} returned an HTML page, not a checkpoint (a login, quota or confirmation page?)")
-    if not head:
-        raise UserError(f"{url} returned an empty file")
+FolderListings = dict[str, list[DriveEntry] | UserError]  # folder URL -> its listing, or why it failed
 
 
 def _import_callable(dotted: str) -> object:
@@ -321,38 +263,69 @@ def verify_layout(method_card: MethodCard, weight: WeightFile, path: Path) -> No
 def _record_hash(folder: Path, file_name: str, sha256: str) -> None:
     hashes = recorded_hashes(folder)
     hashes[file_name] = sha256
-    staging = folder / f".{RECORDED_HASHES}.part"
-    staging.write_text(json.dumps(hashes, indent=2, sort_keys=True) + "\n")
-    os.replace(staging, folder / RECORDED_HASHES)
+    staging_file = folder / f".{RECORDED_HASHES}.part"
+    staging_file.write_text(json.dumps(hashes, indent=2, sort_keys=True) + "\n")
+    os.replace(staging_file, folder / RECORDED_HASHES)
 
 
-def _fetch_one(method_card: MethodCard, weight: WeightFile, folder: Path) -> Path:
+def _hand_download_hint(weight: WeightFile, target: Path) -> str:
+    return (f"download {weight.file_name} from {weight.url} ({weight.note or 'see its README'}) and install it with "
+            f"`refsr-bench weights fetch {weight.file_name} --from DOWNLOADED_FILE --weights {target.parent}` "
+            f"(or save it as {target})")
+
+
+def _folder_entry(weight: WeightFile, target: Path, listings: FolderListings) -> DriveEntry:
+    """The entry of ``weight.file_name`` in its Drive folder's listing (listed once per fetch)."""
+    if weight.url not in listings:
+        try:
+            listings[weight.url] = list_gdrive_folder(weight.url)
+        except UserError as error:
+            listings[weight.url] = error
+    listing = listings[weight.url]
+    if isinstance(listing, UserError):
+        raise UserError(f"{listing}; {_hand_download_hint(weight, target)}")
+    found = [entry for entry in listing if entry.name == weight.file_name]
+    if len(found) != 1:
+        names = ", ".join(entry.path for entry in listing[:20])
+        how = "no file" if not found else f"{len(found)} files"
+        raise UserError(f"the Google Drive folder {weight.url} lists {how} named {weight.file_name} (it has: "
+                        f"{names}); {_hand_download_hint(weight, target)}")
+    return found[0]
+
+
+def _verify_and_install(method_card: MethodCard, weight: WeightFile, part: Path, folder: Path, origin: str) -> Path:
+    """Check ``part`` (not HTML, pinned sha256 or strict layout) and move it to its official name in ``folder``."""
+    target = folder / weight.file_name
+    reject_html(part, origin, "a checkpoint")
+    got = sha256_of(part)
+    if weight.sha256 is not None and got != weight.sha256:
+        raise UserError(f"sha256 mismatch for {origin}: expected {weight.sha256}, got {got}; the file was not kept")
+    if weight.sha256 is None:
+        verify_layout(method_card, weight, part)
+    os.replace(part, target)
+    if weight.sha256 is None:
+        print(f"sha256 {got}  {weight.file_name} (no pinned hash: verified by layout; recorded in "
+              f"{folder / RECORDED_HASHES})")
+        _record_hash(folder, weight.file_name, got)
+    return target
+
+
+def _fetch_one(method_card: MethodCard, weight: WeightFile, folder: Path, listings: FolderListings) -> Path:
     """Download, verify and move one file into ``folder``; nothing is left behind on any failure."""
     target = folder / weight.file_name
-    staging = Path(tempfile.mkdtemp(prefix=f".fetch-{weight.file_name}-", dir=folder))
-    try:
-        part = staging / weight.file_name
+    with staging(folder, f"fetch-{weight.file_name}") as stage:
+        part = stage / weight.file_name
+        if weight.source == "gdrive_folder":
+            entry = _folder_entry(weight, target, listings)
+            print(f"downloading {entry.path} from {weight.url} -> {target}")
+            _download_gdrive(entry.url, part)
+            return _verify_and_install(method_card, weight, part, folder, entry.url)
         print(f"downloading {weight.url} -> {target}")
         if weight.source == "gdrive":
             _download_gdrive(weight.url, part)
         else:
-            _download_https(weight.url, part, target)
-        _reject_html(part, weight.url)
-        got = _sha256_of(part)
-        if weight.sha256 is not None:
-            if got != weight.sha256:
-                raise UserError(
-                    f"sha256 mismatch for {weight.url}: expected {weight.sha256}, got {got}; the file was not kept"
-                )
-        else:
-            verify_layout(method_card, weight, part)
-            print(f"sha256 {got}  {weight.file_name} (no pinned hash: verified by layout; recorded in "
-                  f"{folder / RECORDED_HASHES})")
-            _record_hash(folder, weight.file_name, got)
-        os.replace(part, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+            _download_https(weight.url, part, f"place it at {target}")
+        return _verify_and_install(method_card, weight, part, folder, weight.url)
 
 
 def _manual_message(files: list[tuple[WeightFile, Path]]) -> str:
@@ -364,12 +337,8 @@ def _manual_message(files: list[tuple[WeightFile, Path]]) -> str:
     return "cannot download automatically:\n  " + "\n  ".join(lines)
 
 
-def fetch(name: str, folder: Path) -> list[Path]:
-    """Download the official files of a method (or one file name) into ``folder``, verified.
-
-    Files already present are kept when their sha256 matches the card (or the card has none). Files whose
-    card source is ``manual`` are never downloaded: a UserError names the official page and the target path.
-    """
+def _entries_for(name: str) -> list[WeightEntry]:
+    """The weight files a method name, alias or official file name stands for (one per file name)."""
     entries = [e for e in all_weight_entries() if name in (e.method, e.file.file_name)]
     if not entries:
         method_card = card(name)  # an unknown name: "unknown method ... (did you mean ...?)"
@@ -378,22 +347,56 @@ def fetch(name: str, folder: Path) -> list[Path]:
         valid = sorted({e.method for e in all_weight_entries()})
         raise UserError(f"{name} has no official weights (no checkpoint is published); methods with weights: "
                         f"{', '.join(valid)}")
+    return list({e.file.file_name: e for e in entries}.values())
+
+
+def fetch(name: str, folder: Path) -> list[Path]:
+    """Download the official files of a method (or one file name) into ``folder``, verified.
+
+    Files already present are kept when their sha256 matches the card (or the card has none). Files whose
+    card source is ``manual`` are never downloaded: a UserError names the official page and the target path.
+    """
+    entries = _entries_for(name)
     folder.mkdir(parents=True, exist_ok=True)
     done: list[Path] = []
     manual: list[tuple[WeightFile, Path]] = []
     failures: list[str] = []
-    for entry in {e.file.file_name: e for e in entries}.values():
+    listings: FolderListings = {}
+    for entry in entries:
         target = folder / entry.file.file_name
-        if target.is_file() and (entry.file.sha256 is None or _sha256_of(target) == entry.file.sha256):
+        if target.is_file() and (entry.file.sha256 is None or sha256_of(target) == entry.file.sha256):
             done.append(target)
             continue
         if entry.file.source == "manual":
             manual.append((entry.file, target))
             continue
         try:
-            done.append(_fetch_one(card(entry.method), entry.file, folder))
+            done.append(_fetch_one(card(entry.method), entry.file, folder, listings))
         except UserError as error:  # try the other files; report every problem at the end
             failures.append(str(error))
     if manual or failures:
         raise UserError("\n".join([*failures, *([_manual_message(manual)] if manual else [])]))
     return done
+
+
+def fetch_from(name: str, source: Path, folder: Path) -> Path:
+    """Install a hand-downloaded checkpoint ``source`` as the official file ``name`` stands for, through the same
+    checks as ``fetch`` (not HTML, pinned sha256 or strict layout); ``source`` itself is copied, never moved.
+
+    ``name`` is an official file name, or a method whose files include one named like ``source``; a method
+    with one weight file takes any file name."""
+    if not source.is_file():
+        raise UserError(f"--from {source}: no such file")
+    entries = _entries_for(name)
+    if len(entries) > 1:
+        entries = [e for e in entries if e.file.file_name == source.name]
+    if len(entries) != 1:
+        names = ", ".join(e.file.file_name for e in _entries_for(name))
+        raise UserError(f"--from {source}: say which file of {name} it is: "
+                        f"`refsr-bench weights fetch FILE_NAME --from {source}` with FILE_NAME one of {names}")
+    entry = entries[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    with staging(folder, f"fetch-{entry.file.file_name}") as stage:
+        part = stage / entry.file.file_name
+        shutil.copyfile(source, part)
+        return _verify_and_install(card(entry.method), entry.file, part, folder, str(source))

@@ -31,7 +31,7 @@ def test_list_methods_one_line_each_with_aliases_task_scales_weights_paper(
     assert status == 0
     lines = {line.split()[0]: line for line in out.splitlines()[1:] if line and not line.startswith("weights:")}
     assert set(lines) >= {card.name for card in BUILTIN_CARDS}  # plus plugins other tests registered
-    assert lines["masa_rec"].split()[1:5] == ["masa", "refsr", "4", "manual"] and "CVPR 2021" in lines["masa_rec"]
+    assert lines["masa_rec"].split()[1:5] == ["masa", "refsr", "4", "fetchable"] and "CVPR 2021" in lines["masa_rec"]
     assert lines["carn_m"].split()[1:5] == ["-", "sisr", "2,3,4", "installed"] and "ECCV 2018" in lines["carn_m"]
     assert lines["zncc"].split()[2] == "matcher" and lines["crossnet"].split()[4] == "none"
     assert lines["bicubic"].split()[3] == "2,3,4,8+"
@@ -41,7 +41,7 @@ def test_list_json_for_scripts(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     _, out, _ = _out(capsys, "list", "methods", "ttsr*", "--json", "--weights", str(tmp_path))
     rows = json.loads(out)
     assert [r["name"] for r in rows] == ["ttsr_gan", "ttsr_rec"] and rows[1]["aliases"] == ["ttsr"]
-    assert rows[0]["weights"] == "manual" and rows[0]["task"] == "refsr"
+    assert rows[0]["weights"] == "fetchable" and rows[0]["task"] == "refsr"
     _, out, _ = _out(capsys, "list", "methods", "ttsr", "--json")  # an alias matches its method
     assert [r["name"] for r in json.loads(out)] == ["ttsr_rec"]
     _, out, _ = _out(capsys, "list", "protocols", "--json")
@@ -66,7 +66,7 @@ def test_weights_list_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     assert listed["folder"] == str(tmp_path)
     carn = next(r for r in listed["files"] if r["method"] == "carn_m")
     assert carn["sha256_pinned"] and carn["source"] == "https" and carn["url"].startswith("https://github.com/")
-    assert {r["source"] for r in listed["files"] if r["method"] == "masa_rec"} == {"manual"}
+    assert {r["source"] for r in listed["files"] if r["method"] == "masa_rec"} == {"gdrive_folder"}
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

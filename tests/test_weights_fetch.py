@@ -4,11 +4,14 @@ file is kept, its sha256 printed and recorded. Also ``--weights`` parsing (FILE 
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import http.server
 import io
 import json
+import sys
 import threading
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -197,23 +200,131 @@ def test_interrupted_download_leaves_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+Listed = collections.namedtuple("Listed", ("id", "path", "local_path"))  # gdown's GoogleDriveFileToDownload
+FOLDER = "https://drive.google.com/drive/folders/FOLDER_ID"
+
+
+def _stub_drive_folder(monkeypatch: pytest.MonkeyPatch, files: dict[str, tuple[str, bytes]], calls: list[str],
+                       listing_error: Exception | None = None) -> None:
+    """A stubbed gdown whose folder holds ``files`` (Drive id -> (path in the folder, body))."""
+
+    def download(url: str, output: str, quiet: bool = False) -> str:
+        calls.append(url)
+        Path(output).write_bytes(files[url.rsplit("id=", 1)[1]][1])
+        return output
+
+    def download_folder(url: str, skip_download: bool = False, quiet: bool = False) -> list[Listed]:
+        assert skip_download, "the folder must only be listed, never downloaded whole"
+        calls.append(f"list {url}")
+        if listing_error is not None:
+            raise listing_error
+        return [Listed(file_id, path, f"/nowhere/{path}") for file_id, (path, _) in files.items()]
+
+    stub = types.SimpleNamespace(download=download, download_folder=download_folder)
+    monkeypatch.setitem(sys.modules, "gdown", stub)
+
+
+def test_drive_folder_is_listed_and_only_the_cards_file_downloaded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    files = {"A": ("readme.txt", b"notes"), "B": ("models/tiny.pth", GOOD), "C": ("other.pth", WRONG_LAYOUT)}
+    _stub_drive_folder(monkeypatch, files, calls)
+    _register(monkeypatch, FOLDER, source="gdrive_folder")
+    status, out, err = _fetch(capsys, tmp_path)
+    digest = hashlib.sha256(GOOD).hexdigest()
+    assert status == 0, err
+    assert calls == [f"list {FOLDER}", "https://drive.google.com/uc?id=B"]
+    assert (tmp_path / "tiny.pth").read_bytes() == GOOD and f"sha256 {digest}" in out
+    assert json.loads((tmp_path / RECORDED_HASHES).read_text()) == {"tiny.pth": digest}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [RECORDED_HASHES, "tiny.pth"]
+
+
+@pytest.mark.parametrize("case", ["listing-fails", "not-in-folder", "wrong-layout", "html"])
+def test_drive_folder_failures_say_what_to_download_and_leave_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    body = {"wrong-layout": WRONG_LAYOUT, "html": HTML}.get(case, GOOD)
+    name = "renamed.pth" if case == "not-in-folder" else "tiny.pth"
+    error = RuntimeError("Cannot retrieve the folder information") if case == "listing-fails" else None
+    _stub_drive_folder(monkeypatch, {"B": (name, body)}, [], listing_error=error)
+    _register(monkeypatch, FOLDER, source="gdrive_folder")
+    status, _, err = _fetch(capsys, tmp_path)
+    assert status == 2 and "Traceback" not in err
+    message = {"listing-fails": "could not list the Google Drive folder", "not-in-folder": "(it has: renamed.pth)",
+               "wrong-layout": "does not match the tiny conv layout", "html": "HTML page"}[case]
+    assert message in err, err
+    if case in ("listing-fails", "not-in-folder"):  # exactly which file, from where, and where it goes
+        assert f"download tiny.pth from {FOLDER}" in err and str(tmp_path / "tiny.pth") in err
+        assert "weights fetch tiny.pth --from DOWNLOADED_FILE" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("name", ["masa_rec", "ttsr_rec", "srntt", "c2_matching_rec"])
-def test_methods_without_a_direct_link_say_where_to_get_the_file(
+def test_official_drive_folders_that_cannot_be_listed_name_the_file_and_its_place(
     name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_network(*_args: object, **_kwargs: object) -> None:
-        raise AssertionError("no download may be attempted")
-
-    monkeypatch.setattr(weights_module, "_download_https", no_network)
-    monkeypatch.setattr(weights_module, "_download_gdrive", no_network)
+    calls: list[str] = []
+    _stub_drive_folder(monkeypatch, {}, calls, listing_error=RuntimeError("offline"))
     for weight in registry.card(name).weights:  # files with a direct link (VGG19) count as present here
-        if weight.source != "manual":
+        if weight.source != "gdrive_folder":
             (tmp_path / weight.file_name).write_bytes(b"placeholder")
     status = main(["weights", "fetch", name, "--weights", str(tmp_path)])
     err = capsys.readouterr().err
-    page = registry.card(name).weights[0].url
-    assert status == 2 and "no direct download link" in err and page in err
-    assert str(tmp_path / registry.card(name).weights[0].file_name) in err
+    folders = {w.url for w in registry.card(name).weights if w.source == "gdrive_folder"}
+    assert status == 2 and calls == [f"list {url}" for url in folders]  # listed once, nothing downloaded
+    for weight in registry.card(name).weights:
+        if weight.source == "gdrive_folder":
+            assert f"download {weight.file_name} from {weight.url}" in err
+            assert str(tmp_path / weight.file_name) in err and f"weights fetch {weight.file_name} --from" in err
+
+
+def test_from_file_installs_through_the_same_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _register(monkeypatch, FOLDER, source="gdrive_folder")
+    folder, downloads = tmp_path / "weights", tmp_path / "downloads"
+    downloads.mkdir()
+    (downloads / "bad.pth").write_bytes(WRONG_LAYOUT)
+    (downloads / "page.pth").write_bytes(HTML)
+    for bad, message in [("bad.pth", "does not match the tiny conv layout"), ("page.pth", "HTML page"),
+                         ("missing.pth", "no such file")]:
+        status = main(["weights", "fetch", "tiny", "--from", str(downloads / bad), "--weights", str(folder)])
+        err = capsys.readouterr().err
+        assert status == 2 and message in err, err
+        assert not folder.exists() or list(folder.iterdir()) == []
+    (downloads / "my download (1).pth").write_bytes(GOOD)
+    status = main(["weights", "fetch", "tiny", "--from", str(downloads / "my download (1).pth"),
+                   "--weights", str(folder)])
+    out = capsys.readouterr().out
+    digest = hashlib.sha256(GOOD).hexdigest()
+    assert status == 0 and (folder / "tiny.pth").read_bytes() == GOOD and f"sha256 {digest}" in out
+    assert json.loads((folder / RECORDED_HASHES).read_text()) == {"tiny.pth": digest}
+    assert (downloads / "my download (1).pth").is_file()  # copied, not moved
+
+
+def test_from_file_must_say_which_file_of_a_method_it_is(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    given = tmp_path / "download.pth"
+    given.write_bytes(GOOD)
+    status = main(["weights", "fetch", "c2_matching_rec", "--from", str(given), "--weights", str(tmp_path / "w")])
+    err = capsys.readouterr().err
+    assert status == 2 and "feature_extraction.pth" in err and "weights fetch FILE_NAME --from" in err
+    assert not (tmp_path / "w").exists()
+
+
+def test_weights_fetch_from_exit_codes_in_real_processes(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    checkpoint = tmp_path / "carn.pth"
+    torch.save({"not": torch.zeros(1)}, checkpoint)
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    command = [sys.executable, "-m", "bench", "weights", "fetch", "carn_m", "--from", str(checkpoint),
+               "--weights", str(tmp_path / "w")]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=root, env=env, timeout=300)
+    assert result.returncode == 2 and "sha256 mismatch" in result.stderr and "Traceback" not in result.stderr
+    assert list((tmp_path / "w").iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ VERB_MODULES: dict[str, tuple[str, str]] = {
     "released-job": ("bench.commands.released", "a paper's table rows from its released SR images"),
     "manifest": ("bench.commands.manifests", "draw and commit the random references (Sun80, Manga109)"),
     "report": ("bench.commands.report", "HTML page, LaTeX tables and plots from run folders"),
+    "data": ("bench.commands.data", "list, fetch (download, check, install) and verify the public test sets"),
     "demo": ("bench.commands.demo", "the main job: embedded data, cost table, HTML report (offline)"),
     "gpu-check": ("bench.commands.gpu_check", "fixtures, deform-conv replay and cost of every network on one device"),
 }
@@ -204,6 +205,11 @@ def _cmd_weights(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise UserError("weights fetch needs a method or file name, e.g. `refsr-bench weights fetch carn_m`")
+    if args.source:
+        from methods.weights import fetch_from
+
+        print(f"ok: {fetch_from(args.name, Path(args.source), folder)}")
+        return 0
     for path in fetch(args.name, folder):
         print(f"ok: {path}")
     return 0
@@ -307,6 +313,8 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     weights_parser.add_argument("name", nargs="?")
     weights_parser.add_argument("--weights", help="weights folder (default: $REFSR_WEIGHTS)")
     weights_parser.add_argument("--json", action="store_true", help="print JSON for scripts (list)")
+    weights_parser.add_argument("--from", dest="source", metavar="FILE",
+                                help="fetch: install this hand-downloaded file through the same checks")
     weights_parser.set_defaults(handler=_cmd_weights)
 
     if verb in VERB_MODULES:

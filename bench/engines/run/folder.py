@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench.engines.data.manifest import run_data_check
 from bench.engines.run.outputs import ReleasedOutputs
 from bench.engines.run.plan import Plan, RunConfig
 from bench.results import provenance, rundir
@@ -35,6 +36,7 @@ def write_run_json(config: RunConfig, work: Plan, resume: rundir.Resume, run_id:
         "run_id": run_id,
         "identity": resume.identity,
         "data_folder": work.data_folder,
+        "data_check": run_data_check(work.data_folder, config.dataset),  # not part of the identity
         "shard": list(config.shard),
         "extensions": extensions,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
