@@ -29,6 +29,7 @@ from methods.base import MethodInfo, check_image_tensor, info_from_card, load_st
 from methods.blocks import ResidualBlock, conv3x3
 from methods.cards import builtin_card
 from protocols.core import Correspondence, UserError
+from protocols.errors import unknown_name
 from protocols.resize import pil_bicubic
 
 SUPPORTED_SCALES = (4,)
@@ -57,7 +58,7 @@ class PatchCorrelation(nn.Module):
     def __init__(self, norm: str = "l2", chunk_elements: int = MATCH_CHUNK_ELEMENTS) -> None:
         super().__init__()
         if norm not in PATCH_NORMS:
-            raise UserError(f"unknown patch norm {norm!r}; valid: {', '.join(PATCH_NORMS)}")
+            raise unknown_name("patch norm", norm, PATCH_NORMS)
         self.norm = norm
         self.chunk_elements = chunk_elements
 

@@ -27,6 +27,7 @@ import torch
 from protocols.core import Correspondence, UserError
 from protocols.datasets import DATASETS as DATASET_CARDS
 from protocols.datasets import matching_datasets, resolve_loader
+from protocols.errors import unknown_name
 from protocols.pipeline import modcrop
 from protocols.resize import from_uint8_array, pil_bicubic
 
@@ -198,7 +199,7 @@ def load_dataset(name: str, data_root: Path | None, options: MatchingOptions,
     except for embedded datasets."""
     card = DATASET_CARDS.get(name)
     if card is None:
-        raise UserError(f"unknown matching dataset {name!r}; valid: {', '.join(matching_datasets())}")
+        raise unknown_name("matching dataset", name, matching_datasets())
     if card.matching_loader is None:
         raise UserError(
             f"{name} has no ground-truth correspondence, so matching accuracy cannot be measured on it; "

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from protocols.core import UserError
+from protocols.registry import CardRegistry
 
 # MATLAB rgb2ycbcr (BT.601 studio swing) luma weights for R, G, B on 8-bit values, for parity with the
 # published SR tables (BasicSR, MASA-SR, C²-Matching use the /255 form).
@@ -147,17 +148,14 @@ BUILTIN_METRICS: tuple[MetricCard, ...] = (
     MetricCard("lpips", "LPIPS", lpips, "rgb", higher_is_better=False, decimals=4),
 )
 # The registry: built-in cards in table order, then plugins (``register_metric``).
-METRICS: dict[str, MetricCard] = {card.name: card for card in BUILTIN_METRICS}
+METRICS: CardRegistry[MetricCard] = CardRegistry("metric", BUILTIN_METRICS)
 
 
 def register_metric(card: MetricCard) -> None:
     """Add a plugin's metric card (``refsr-bench --plugin FILE``); it must not shadow a built-in metric."""
-    if any(card.name == builtin.name for builtin in BUILTIN_METRICS):
-        raise UserError(f"metric name {card.name!r} is taken by a built-in metric")
-    METRICS[card.name] = card
+    METRICS.register(card)
 
 
 def get_metric(name: str) -> MetricCard:
-    if name not in METRICS:
-        raise UserError(f"unknown metric {name!r}; valid: {', '.join(METRICS)}")
-    return METRICS[name]
+    """The metric card called ``name``; an unknown name is a UserError listing the valid ones."""
+    return METRICS.lookup(name)

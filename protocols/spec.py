@@ -8,12 +8,12 @@ paper name: the pipeline reads only these fields.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
 from protocols.errors import UserError
 from protocols.metrics import METRICS  # the metric cards (plugins included)
+from protocols.registry import CardRegistry
 
 HR_RECIPES = ("modcrop", "resize_to_multiple", "pad_center_replicate", "zero_pad_to_common")
 REF_RECIPES = ("none", "modcrop", "pad_br_replicate", "pad_center_replicate")
@@ -70,8 +70,10 @@ class ProtocolSpec:
             if value not in valid:
                 raise UserError(f"{self.name}: {field_name}={value!r} is not one of {', '.join(valid)}")
         for metric in self.metrics:
-            if metric not in METRICS:
-                raise UserError(f"{self.name}: unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+            try:
+                METRICS.lookup(metric)
+            except UserError as error:
+                raise UserError(f"{self.name}: {error}") from None
 
     def hr_multiple_for(self, dataset: str) -> int:
         return dict(self.hr_multiple_by_dataset).get(dataset, self.hr_multiple)
@@ -137,9 +139,9 @@ SISR_STD = ProtocolSpec(
     reference_policy="none",
 )
 
-PRESETS: dict[str, ProtocolSpec] = {
-    spec.name: spec
-    for spec in (
+PRESETS: CardRegistry[ProtocolSpec] = CardRegistry(
+    "preset",
+    (
         ProtocolSpec(
             name="refsr",
             description="The suite's fair RefSR protocol, identical for every method.",
@@ -294,24 +296,21 @@ PRESETS: dict[str, ProtocolSpec] = {
             crop_border=4,
             reference_policy="none",
         ),
-    )
-}
-_BUILTIN_PRESETS = frozenset(PRESETS)
+    ),
+)
 
 
 def register_preset(spec: ProtocolSpec) -> None:
     """Add a plugin's preset (``refsr-bench --plugin FILE``), e.g. one that reports a plugin metric; it must not
     shadow a built-in preset."""
-    if spec.name in _BUILTIN_PRESETS:
-        raise UserError(f"preset name {spec.name!r} is taken by a built-in preset")
-    PRESETS[spec.name] = spec
+    PRESETS.register(spec)
 
 
 def get_preset(name: str) -> ProtocolSpec:
-    if name not in PRESETS:
-        raise UserError(f"unknown preset {name!r}; valid: {', '.join(sorted(PRESETS))}")
-    return PRESETS[name]
+    """The preset called ``name``; an unknown name is a UserError listing the valid ones."""
+    return PRESETS.lookup(name)
 
 
 def list_presets(pattern: str = "*") -> list[str]:
-    return sorted(n for n in PRESETS if fnmatch.fnmatchcase(n, pattern))
+    """Preset names matching an fnmatch ``pattern``, sorted."""
+    return PRESETS.names(pattern)
