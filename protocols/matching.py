@@ -19,12 +19,12 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from protocols.core import Correspondence, UserError
+from protocols.core import Matcher, UserError
 from protocols.datasets import DATASETS as DATASET_CARDS
 from protocols.datasets import matching_datasets, resolve_loader
 from protocols.errors import unknown_name
@@ -49,12 +49,6 @@ def __getattr__(name: str) -> Any:
 
         return getattr(matching_data, name)
     raise AttributeError(f"module 'protocols.matching' has no attribute {name!r}")
-
-
-class Matcher(Protocol):
-    """What the protocol needs of a method: ``match(lr, ref)`` (see ``protocols.core.Correspondence``)."""
-
-    def match(self, lr: torch.Tensor, ref: torch.Tensor) -> Correspondence: ...
 
 
 def metric_name(threshold_px: int) -> str:
