@@ -61,6 +61,12 @@ def psnr(sr: np.ndarray, hr: np.ndarray, *, crop_border: int, peak: float = 255.
     return float(10.0 * np.log10(peak**2 / mse))
 
 
+# The one SSIM definition and the one aggregation of the suite: every preset of protocols.md §4 uses them (SRNTT's
+# kornia SSIM appears only in its training log), so they are facts printed in each protocol sentence, not knobs.
+SSIM_DEFINITION = "wang_valid_gaussian11_sigma1.5"  # what ``ssim`` below computes
+AGGREGATION = "mean_of_per_image"  # a dataset value = the mean of the per-image records (reports, golden gate)
+
+
 def ssim(sr: np.ndarray, hr: np.ndarray, *, crop_border: int) -> float:
     """Wang et al. 2004 SSIM: 11x11 Gaussian window (sigma 1.5), valid region only, C1=(0.01*255)²,
     C2=(0.03*255)², on [0, 255] values; for (H, W, C) input the mean over channels."""

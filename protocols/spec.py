@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocols.errors import UserError
-from protocols.metrics import METRICS  # the metric cards (plugins included)
+from protocols.metrics import AGGREGATION, METRICS, SSIM_DEFINITION  # METRICS: the cards (plugins included)
 from protocols.registry import CardRegistry
 
 HR_RECIPES = ("modcrop", "resize_to_multiple", "pad_center_replicate", "zero_pad_to_common")
@@ -24,7 +24,14 @@ Y_FORMS = ("bt601_255", "bt601_256", "luma")
 
 @dataclass(frozen=True)
 class ProtocolSpec:
-    """A complete evaluation convention. Field values are plain data so the spec serialises to JSON."""
+    """A complete evaluation convention. Field values are plain data so the spec serialises to JSON.
+
+    Every field but the descriptive ones is read by the sample-making or scoring code (``protocols.pipeline``,
+    ``protocols.scoring``, the run engine's reference policy); ``tests/test_spec_fields.py`` checks it.
+    Descriptive only (printed, never read by that code): ``name``, ``description``, ``source``, ``status``.
+    Conventions that no preset varies are not fields: SSIM is always ``metrics.SSIM_DEFINITION`` and dataset
+    values are always ``metrics.AGGREGATION`` (both printed in ``sentence``).
+    """
 
     name: str
     description: str
@@ -55,8 +62,6 @@ class ProtocolSpec:
     sr_clip_levels: tuple[float, float] = (0.0, 255.0)  # legacy L clips Y to [16, 235]
     crop_border: int = 0
     crop_left: int = 0  # stereo SR convention: drop the leftmost 64 columns
-    ssim_definition: str = "wang_valid_gaussian11_sigma1.5"
-    aggregation: str = "mean_of_per_image"
 
     def __post_init__(self) -> None:
         checks = [
@@ -95,7 +100,7 @@ class ProtocolSpec:
             f"Preset {self.name}: ×{self.scale}, HR {recipe}, LR by {self.resize_backend} bicubic"
             f"{' (8-bit)' if self.lr_quantise else ' (float)'}, reference {ref}, metrics {colour} "
             f"(Y {self.y_form}{', integer' if self.y_round else ''}), SR {self.sr_quantisation}, "
-            f"border crop {self.crop_border} px, SSIM {self.ssim_definition}, {self.aggregation}."
+            f"border crop {self.crop_border} px, SSIM {SSIM_DEFINITION}, {AGGREGATION}."
         )
 
 

@@ -258,7 +258,7 @@ def test_latex_matches_committed_bytes(rendered: Path) -> None:
 def _fixture_mean(folder: str, method: str, level: str, metric: str) -> float:
     with open(FIXTURE / folder / "records.csv", newline="") as handle:
         values = [float(r["value"]) for r in csv.DictReader(handle)
-                  if (r["method"], r["level"], r["metric"]) == (method, level, metric) and r["image"] != "ALL"]
+                  if (r["method"], r["reference"], r["metric"]) == (method, level, metric) and r["image"] != "ALL"]
     return sum(values) / len(values)
 
 
