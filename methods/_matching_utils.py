@@ -7,8 +7,9 @@ batched matrix product, the similarity matrix has (queries x candidates) entries
 the one-shot computation: each similarity entry is the same dot product whichever chunk it sits in, and
 ties keep the earliest candidate, as ``torch.max`` does within one chunk.
 
-Shared by MASA-SR (coarse block search summing three dilations); TTSR's relevance search fits the same
-shape (one similarity term).
+``top1_similarity_chunked`` serves MASA-SR (coarse block search summing three dilations); ``RunningTop1``, the
+merge of one chunk's best into the running best, is the one running argmax of every port that chunks its
+search (MASA-SR, TTSR, C²-Matching, SRNTT, E2ENT²).
 """
 
 from __future__ import annotations
@@ -35,8 +36,7 @@ def top1_similarity_chunked(
     Returns ``(best, index)``, shapes (B, Q), float and int64; ``index`` is the global candidate index.
     Ties keep the lowest index.
     """
-    best: torch.Tensor | None = None
-    best_index: torch.Tensor | None = None
+    running = RunningTop1()
     for offset, terms in candidate_chunks:
         if len(terms) != len(queries):
             raise ValueError(f"chunk has {len(terms)} similarity terms, expected {len(queries)}")
@@ -44,17 +44,36 @@ def top1_similarity_chunked(
         for query, term in zip(queries[1:], terms[1:], strict=True):
             total = total + torch.bmm(query, term)
         chunk_best, chunk_index = total.max(dim=-1)
-        chunk_index = chunk_index + offset
-        if best is None or best_index is None:
-            best, best_index = chunk_best, chunk_index
-        else:
-            # Strictly greater: on a tie the earlier chunk (lower index) wins, as within one chunk.
-            better = chunk_best > best
-            best = torch.where(better, chunk_best, best)
-            best_index = torch.where(better, chunk_index, best_index)
-    if best is None or best_index is None:
-        raise ValueError("no candidates to search")
-    return best, best_index
+        running.update(chunk_best, chunk_index + offset)
+    return running.result()
+
+
+class RunningTop1:
+    """The running best (value, index) of every query over candidate chunks visited in increasing index order.
+
+    ``update(value, index)`` takes one chunk's best value and its global candidate index, both of one shape
+    (one entry per query); a later chunk replaces the kept entry only where it is strictly greater, so on
+    exact ties the earlier chunk (the lower index) wins, as ``torch.max`` does within one chunk. The first
+    chunk is kept as given (no comparison, so a NaN or -inf score stays what the chunk said).
+    """
+
+    def __init__(self) -> None:
+        self.value: torch.Tensor | None = None
+        self.index: torch.Tensor | None = None
+
+    def update(self, value: torch.Tensor, index: torch.Tensor) -> None:
+        if self.value is None or self.index is None:
+            self.value, self.index = value, index
+            return
+        better = value > self.value
+        self.value = torch.where(better, value, self.value)
+        self.index = torch.where(better, index, self.index)
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(best value, its global index); a ValueError when no chunk was given."""
+        if self.value is None or self.index is None:
+            raise ValueError("no candidates to search")
+        return self.value, self.index
 
 
 def items_per_chunk(budget_bytes: int, bytes_per_item: int, *, multiple: int = 1, total: int | None = None) -> int:

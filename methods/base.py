@@ -6,7 +6,8 @@ A method is one small wrapper object with
   checkpoints load with ``strict=True``; its ``forward`` takes the official arguments;
 - ``predict(lr, ref=None, ref_lr=None) -> sr`` -- RGB [0, 1] tensors in and out, every official
   convention (BGR, [-1, 1], padding, LR↑ / Ref↓↑ generation) handled inside and undone;
-- ``match(lr, ref) -> Correspondence`` -- only for methods with an explicit correspondence step;
+- ``match(lr, ref) -> Correspondence`` -- only for methods with an explicit correspondence step (the
+  ``Matcher`` protocol, defined once in ``protocols.core`` and re-exported here);
 - ``load_weights(path)`` -- official checkpoint format, sha256 verified when known.
 """
 
@@ -21,7 +22,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from methods.cards import MethodCard, WeightFile
-from protocols.core import Correspondence, UserError
+from protocols.core import Matcher, UserError
 
 __all__ = [
     "Matcher",
@@ -111,13 +112,6 @@ class Method(Protocol):
         """A module whose ``forward(*inputs)`` runs the whole inference network once, and example inputs
         (official order, range and channel order) for an LR of ``lr_hw`` and a Ref of ``ref_hw`` pixels.
         Used by the cost tools (fvcore tracing, latency); ``info.parts`` paths are relative to this module."""
-        ...
-
-
-@runtime_checkable
-class Matcher(Protocol):
-    def match(self, lr: torch.Tensor, ref: torch.Tensor) -> Correspondence:
-        """LR (1, 3, h, w) and HR-resolution Ref (1, 3, H, W), RGB [0, 1] -> dense correspondence."""
         ...
 
 

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import deform_conv2d
 
+from methods._matching_utils import RunningTop1
 from methods.base import MethodInfo, check_image_tensor, info_from_card, load_state_dict_strict, read_checkpoint
 from methods.blocks import ResidualBlock, conv3x3, named_vgg19_features, vgg19_layer_names
 from methods.cards import builtin_card
@@ -172,18 +173,12 @@ class PatchCorrelationArgmax(nn.Module):
         patches = patches / (patches.norm(dim=1, keepdim=True) + 1e-5)
         kernels = patches.reshape(-1, channels, PATCH_SIZE, PATCH_SIZE)
         chunk = max(1, CORRELATION_CHUNK_ELEMENTS // (height * width))
-        best_val = best_idx = None
+        running = RunningTop1()
         for start in range(0, kernels.shape[0], chunk):
             scores = F.conv2d(feat_in, kernels[start : start + chunk])[0]  # (chunk, h-2, w-2)
             chunk_val, chunk_idx = scores.max(dim=0)
-            chunk_idx = chunk_idx + start
-            if best_val is None or best_idx is None:
-                best_val, best_idx = chunk_val, chunk_idx
-            else:
-                better = chunk_val > best_val
-                best_val = torch.where(better, chunk_val, best_val)
-                best_idx = torch.where(better, chunk_idx, best_idx)
-        assert best_val is not None and best_idx is not None
+            running.update(chunk_val, chunk_idx + start)
+        best_val, best_idx = running.result()
         input_norm = F.unfold(feat_in, PATCH_SIZE)[0].norm(dim=0).view(height - 2, width - 2)
         return best_idx, best_val / (input_norm + 1e-5)
 

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from methods.base import MethodInfo, check_image_tensor, info_from_card
 from methods.cards import builtin_card
 from protocols.core import Correspondence, UserError
+from protocols.errors import unknown_name
 from protocols.resize import pil_bicubic, to_uint8_array
 
 SUPPORTED_SCALES = (1, 2, 3, 4, 8)
@@ -582,7 +583,7 @@ def build_matcher(
     ``kind``: ``zncc``, ``dense_sift`` or ``patchmatch``; ``patch_size_px`` defaults to 8*scale + 1.
     """
     if kind not in _KINDS:
-        raise UserError(f"unknown classical matcher {kind!r}; valid: {', '.join(_KINDS)}")
+        raise unknown_name("classical matcher", kind, _KINDS)
     name = f"{kind}_blurry" if blurry else kind
     _check_scale(name, scale)
     patch = default_patch_size_px(scale) if patch_size_px is None else patch_size_px

@@ -25,10 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods._matching_utils import RunningTop1
 from methods.base import MethodInfo, check_image_tensor, info_from_card, load_state_dict_strict, read_checkpoint
 from methods.blocks import ResidualBlock, conv3x3
 from methods.cards import builtin_card
 from protocols.core import Correspondence, UserError
+from protocols.errors import unknown_name
 from protocols.resize import pil_bicubic
 
 SUPPORTED_SCALES = (4,)
@@ -57,7 +59,7 @@ class PatchCorrelation(nn.Module):
     def __init__(self, norm: str = "l2", chunk_elements: int = MATCH_CHUNK_ELEMENTS) -> None:
         super().__init__()
         if norm not in PATCH_NORMS:
-            raise UserError(f"unknown patch norm {norm!r}; valid: {', '.join(PATCH_NORMS)}")
+            raise unknown_name("patch norm", norm, PATCH_NORMS)
         self.norm = norm
         self.chunk_elements = chunk_elements
 
@@ -85,17 +87,15 @@ class PatchCorrelation(nn.Module):
                 for lr_start in range(0, height, lr_rows):
                     lr_stop = min(height, lr_start + lr_rows)
                     patches = F.unfold(lr_padded[item : item + 1, :, lr_start : lr_stop + 2], kernel_size=3)[0].t()
-                    best_score = torch.full((patches.shape[0],), float("-inf"), dtype=score.dtype, device=score.device)
-                    best_index = torch.zeros(patches.shape[0], dtype=torch.int64, device=index.device)
+                    running = RunningTop1()  # strict > across bands: an earlier band keeps a tie
                     for ref_start in range(0, ref_height, ref_rows):
                         ref_stop = min(ref_height, ref_start + ref_rows)
                         candidates = self._normalised_patches(ref_padded[item : item + 1], ref_start, ref_stop)
                         similarity = torch.matmul(patches, candidates)  # (P, Q): the FLOPS-M product
                         local = torch.argmax(similarity, dim=1)
                         local_score = similarity.gather(1, local[:, None])[:, 0]
-                        better = local_score > best_score  # strict: an earlier band keeps a tie
-                        best_score = torch.where(better, local_score, best_score)
-                        best_index = torch.where(better, local + ref_start * ref_width, best_index)
+                        running.update(local_score, local + ref_start * ref_width)
+                    best_score, best_index = running.result()
                     index[item, lr_start * width : lr_stop * width] = best_index
                     score[item, lr_start * width : lr_stop * width] = best_score
         return index, score

@@ -8,7 +8,6 @@ import torch: listing and lookups read cards only.
 
 from __future__ import annotations
 
-import fnmatch
 import importlib
 import importlib.util
 import sys
@@ -17,16 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from methods.cards import BUILTIN_CARDS, MethodCard
-from protocols.errors import UserError, unknown_name
+from protocols.errors import UserError
+from protocols.registry import CardRegistry
 
 if TYPE_CHECKING:
     from methods.base import Method
 
 Factory = Callable[..., "Method"]
 
-_CARDS: dict[str, MethodCard] = {card.name: card for card in BUILTIN_CARDS}
-_BUILTIN_NAMES = frozenset(_CARDS)
-_ALIASES: dict[str, str] = {alias: card.name for card in BUILTIN_CARDS for alias in card.aliases}
+_CARDS: CardRegistry[MethodCard] = CardRegistry("method", BUILTIN_CARDS, lambda card: card.aliases)
+_BUILTIN_NAMES = frozenset(card.name for card in BUILTIN_CARDS)
+_ALIASES = _CARDS.aliases  # alias -> method name (the registry's own table)
 _PLUGIN_FACTORIES: dict[str, Factory] = {}
 
 
@@ -36,16 +36,10 @@ def register(card: MethodCard | str, factory: Factory) -> None:
     ``register("name", factory)`` (no card) is still accepted: the card is then read from one method the
     factory builds at scale 4 (its ``info``), so facts are available after that one build.
     """
-    taken = set(_BUILTIN_NAMES) | set(_ALIASES)
     if isinstance(card, str):
-        if card in taken:
-            raise UserError(f"method name {card!r} is taken by a built-in method")
+        _CARDS.check_free(card)
         card = _card_from_built(card, factory)
-    for name in (card.name, *card.aliases):
-        if name in taken:
-            raise UserError(f"method name {name!r} is taken by a built-in method")
-    _CARDS[card.name] = card
-    _ALIASES.update({alias: card.name for alias in card.aliases})
+    _CARDS.register(card)
     _PLUGIN_FACTORIES[card.name] = factory
 
 
@@ -85,38 +79,22 @@ def load_plugin(path: str | Path) -> None:
 
 def list_methods(pattern: str = "*") -> list[str]:
     """Registered method names matching an fnmatch ``pattern``, sorted."""
-    return sorted(n for n in _CARDS if fnmatch.fnmatchcase(n, pattern))
+    return _CARDS.names(pattern)
 
 
 def cards(pattern: str = "*") -> list[MethodCard]:
     """Cards of the registered methods matching ``pattern`` (an alias also matches its method), by name."""
-    names = set(list_methods(pattern)) | {m for a, m in _ALIASES.items() if fnmatch.fnmatchcase(a, pattern)}
-    return [_CARDS[n] for n in sorted(names)]
-
-
-def _known_names() -> list[str]:
-    """Method names, then aliases: what a mistyped name is compared with."""
-    return list_methods() + sorted(_ALIASES)
+    return _CARDS.cards(pattern)
 
 
 def card(name: str) -> MethodCard:
     """The card of a method by name or alias; an unknown name raises a UserError listing valid ones."""
-    name = _ALIASES.get(name, name)
-    if name not in _CARDS:
-        raise unknown_name("method", name, _known_names())
-    return _CARDS[name]
+    return _CARDS.lookup(name)
 
 
 def resolve(pattern_or_names: list[str]) -> list[str]:
     """Expand names, aliases and fnmatch patterns; unknown names raise a UserError listing valid ones."""
-    resolved: list[str] = []
-    for item in pattern_or_names:
-        item = _ALIASES.get(item, item)
-        hits = list_methods(item)
-        if not hits:
-            raise unknown_name("method", item, _known_names())
-        resolved.extend(h for h in hits if h not in resolved)
-    return resolved
+    return _CARDS.expand(pattern_or_names)
 
 
 def factory_of(method_card: MethodCard) -> Factory:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods._matching_utils import RunningTop1
 from methods.base import (
     MethodInfo,
     check_image_tensor,
@@ -274,7 +275,8 @@ class PatchCorrelation(nn.Module):
         if self.compute_weights:
             content_unit = F.unfold(content, PATCH_SIZE)[0]  # (C·9, positions), normalised in place
             content_unit.div_(content_unit.norm(dim=0, keepdim=True) + PATCH_NORM_EPS)
-        best_val = best_idx = best_weight = None
+        running = RunningTop1()
+        best_weight = None
         for start in range(0, n_patches, chunk):
             stop = min(start + chunk, n_patches)
             # Unfold only the Ref↓↑ rows this chunk needs, so memory stays bounded for any Ref size.
@@ -288,17 +290,11 @@ class PatchCorrelation(nn.Module):
             del cols
             scores = F.conv2d(content, kernels.view(-1, channels, PATCH_SIZE, PATCH_SIZE))[0]
             val, idx = scores.max(dim=0)
-            idx = idx + start
-            if best_val is None or best_idx is None:
-                best_val, best_idx = val, idx
-            else:
-                better = val > best_val
-                best_val = torch.where(better, val, best_val)
-                best_idx = torch.where(better, idx, best_idx)
+            running.update(val, idx + start)
             if content_unit is not None:
                 cosine = (kernels @ content_unit).max(dim=0).values
                 best_weight = cosine if best_weight is None else torch.maximum(best_weight, cosine)
-        assert best_val is not None and best_idx is not None, "the Ref↓↑ map has no 3×3 patch"
+        best_val, best_idx = running.result()  # a ValueError when the Ref↓↑ map has no 3×3 patch
         shape = (height - PATCH_SIZE + 1, width - PATCH_SIZE + 1)
         weights = best_weight.view(shape) if best_weight is not None else None
         return best_idx.view(shape), best_val.view(shape), weights

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods._matching_utils import RunningTop1
 from methods.base import (
     MethodInfo,
     check_image_tensor,
@@ -201,8 +202,7 @@ class SearchTransfer(nn.Module):
         if rows_per_chunk == ref_rows:
             key = F.normalize(F.unfold(key_padded, kernel_size=3).permute(0, 2, 1), dim=2)
             return self.relevance(key, query)
-        best_score: torch.Tensor | None = None
-        best_index: torch.Tensor | None = None
+        running = RunningTop1()  # strict > across bands: on exact ties the earlier Ref position wins
         flat_ref_positions = torch.arange(ref_rows * ref_cols, device=refsr_lv3.device)
         for row0 in range(0, ref_rows, rows_per_chunk):
             row1 = min(ref_rows, row0 + rows_per_chunk)
@@ -210,16 +210,8 @@ class SearchTransfer(nn.Module):
             key = F.normalize(F.unfold(band, kernel_size=3).permute(0, 2, 1), dim=2)
             score, local_index = self.relevance(key, query)
             # Global index by lookup rather than ``local + offset``: no extra counted add in the graph.
-            index = flat_ref_positions[row0 * ref_cols : row1 * ref_cols][local_index]
-            if best_score is None or best_index is None:
-                best_score, best_index = score, index
-                continue
-            # Strictly greater: on exact ties the earlier Ref position wins, as one max over all rows does.
-            better = score > best_score
-            best_score = torch.where(better, score, best_score)
-            best_index = torch.where(better, index, best_index)
-        assert best_score is not None and best_index is not None
-        return best_score, best_index
+            running.update(score, flat_ref_positions[row0 * ref_cols : row1 * ref_cols][local_index])
+        return running.result()
 
     def transfer(
         self,

@@ -7,14 +7,14 @@ bottom so that both protocols and methods can import it without importing each o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # annotations only: importing UserError must not import torch (dataset/metric cards, --help)
     import torch
 
 from protocols.errors import UserError
 
-__all__ = ["Correspondence", "Sample", "UserError"]
+__all__ = ["Correspondence", "Matcher", "Sample", "UserError"]
 
 
 @dataclass(frozen=True)
@@ -54,3 +54,12 @@ class Correspondence:
 
     ref_yx: torch.Tensor
     score: torch.Tensor
+
+
+@runtime_checkable
+class Matcher(Protocol):
+    """What the matching-accuracy protocol needs of a method (``protocols.matching``); every matcher port has it."""
+
+    def match(self, lr: torch.Tensor, ref: torch.Tensor) -> Correspondence:
+        """LR (1, 3, h, w) and HR-resolution Ref (1, 3, H, W), RGB [0, 1] float32 -> dense correspondence."""
+        ...

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from protocols.errors import UserError, unknown_name
+from protocols.errors import UserError
+from protocols.registry import CardRegistry
 
 ImageSource = Path | np.ndarray
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -302,14 +303,12 @@ BUILTIN_DATASETS: tuple[DatasetCard, ...] = (
     ),
 )
 # The registry every consumer reads: built-in cards, then plugins (``register_dataset``).
-DATASETS: dict[str, DatasetCard] = {card.name: card for card in BUILTIN_DATASETS}
+DATASETS: CardRegistry[DatasetCard] = CardRegistry("dataset", BUILTIN_DATASETS)
 
 
 def register_dataset(card: DatasetCard) -> None:
     """Add a plugin's dataset card (``refsr-bench --plugin FILE``); it must not shadow a built-in dataset."""
-    if any(card.name == builtin.name for builtin in BUILTIN_DATASETS):
-        raise UserError(f"dataset name {card.name!r} is taken by a built-in dataset")
-    DATASETS[card.name] = card
+    DATASETS.register(card)
 
 
 def matching_datasets() -> list[str]:
@@ -336,9 +335,8 @@ def data_root(explicit: str | Path | None) -> Path | None:
 
 
 def get_dataset(name: str) -> DatasetCard:
-    if name not in DATASETS:
-        raise unknown_name("dataset", name, sorted(DATASETS))
-    return DATASETS[name]
+    """The dataset card called ``name``; an unknown name is a UserError listing the valid ones."""
+    return DATASETS.lookup(name)
 
 
 def locate(dataset: DatasetCard, root: Path | None) -> Path:

@@ -19,12 +19,12 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Literal
 
 import numpy as np
 import torch
 
-from protocols.core import Correspondence, UserError
+from protocols.core import Matcher, UserError
 from protocols.datasets import DATASETS as DATASET_CARDS
 from protocols.datasets import matching_datasets, resolve_loader
 from protocols.errors import unknown_name
@@ -35,28 +35,6 @@ THRESHOLDS_PX: tuple[int, ...] = tuple(range(8))
 SUPPORTED_SCALES = (1, 2, 4, 8)
 LF_HCI_GRID = 9
 LF_HCI_CENTRE = (4, 4)
-# Loaders moved to protocols.matching_data, still importable from here (``from protocols.matching import ...``).
-_MOVED_TO_MATCHING_DATA = frozenset({
-    "find_sintel_root", "sintel_dataset", "SINTEL_LAYOUT", "find_hci_scenes", "hci_view_path", "hci_disparity_sign",
-    "lf_hci_dataset", "LF_HCI_LAYOUT", "LF_VIDEO_GRID", "LF_VIDEO_DATASETS", "ViewPair", "validate_lf_video",
-    "lf_video_pairs",
-})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_MATCHING_DATA:
-        from protocols import matching_data
-
-        return getattr(matching_data, name)
-    raise AttributeError(f"module 'protocols.matching' has no attribute {name!r}")
-
-
-class Matcher(Protocol):
-    """What the protocol needs of a method: ``match(lr, ref)`` (see ``protocols.core.Correspondence``)."""
-
-    def match(self, lr: torch.Tensor, ref: torch.Tensor) -> Correspondence: ...
-
-
 def metric_name(threshold_px: int) -> str:
     return f"acc_le_{threshold_px}px"
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from protocols.core import UserError
-from protocols.errors import unknown_name
+from protocols.registry import CardRegistry
 
 # MATLAB rgb2ycbcr (BT.601 studio swing) luma weights for R, G, B on 8-bit values, for parity with the
 # published SR tables (BasicSR, MASA-SR, C²-Matching use the /255 form).
@@ -59,6 +59,12 @@ def psnr(sr: np.ndarray, hr: np.ndarray, *, crop_border: int, peak: float = 255.
     if mse == 0.0:
         return float("inf")
     return float(10.0 * np.log10(peak**2 / mse))
+
+
+# The one SSIM definition and the one aggregation of the suite: every preset of protocols.md §4 uses them (SRNTT's
+# kornia SSIM appears only in its training log), so they are facts printed in each protocol sentence, not knobs.
+SSIM_DEFINITION = "wang_valid_gaussian11_sigma1.5"  # what ``ssim`` below computes
+AGGREGATION = "mean_of_per_image"  # a dataset value = the mean of the per-image records (reports, golden gate)
 
 
 def ssim(sr: np.ndarray, hr: np.ndarray, *, crop_border: int) -> float:
@@ -166,17 +172,14 @@ BUILTIN_METRICS: tuple[MetricCard, ...] = (
                higher_is_better=True, decimals=2, unit="dB"),
 )
 # The registry: built-in cards in table order, then plugins (``register_metric``).
-METRICS: dict[str, MetricCard] = {card.name: card for card in BUILTIN_METRICS}
+METRICS: CardRegistry[MetricCard] = CardRegistry("metric", BUILTIN_METRICS)
 
 
 def register_metric(card: MetricCard) -> None:
     """Add a plugin's metric card (``refsr-bench --plugin FILE``); it must not shadow a built-in metric."""
-    if any(card.name == builtin.name for builtin in BUILTIN_METRICS):
-        raise UserError(f"metric name {card.name!r} is taken by a built-in metric")
-    METRICS[card.name] = card
+    METRICS.register(card)
 
 
 def get_metric(name: str) -> MetricCard:
-    if name not in METRICS:
-        raise unknown_name("metric", name, METRICS)
-    return METRICS[name]
+    """The metric card called ``name``; an unknown name is a UserError listing the valid ones."""
+    return METRICS.lookup(name)

@@ -8,12 +8,12 @@ paper name: the pipeline reads only these fields.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
-from protocols.errors import UserError, unknown_name
-from protocols.metrics import METRICS  # the metric cards (plugins included)
+from protocols.errors import UserError
+from protocols.metrics import AGGREGATION, METRICS, SSIM_DEFINITION  # METRICS: the cards (plugins included)
+from protocols.registry import CardRegistry
 
 HR_RECIPES = ("modcrop", "resize_to_multiple", "pad_center_replicate", "zero_pad_to_common")
 REF_RECIPES = ("none", "modcrop", "pad_br_replicate", "pad_center_replicate")
@@ -30,7 +30,14 @@ def center_pad_amounts(h: int, w: int, multiple: int) -> tuple[int, int, int, in
 
 @dataclass(frozen=True)
 class ProtocolSpec:
-    """A complete evaluation convention. Field values are plain data so the spec serialises to JSON."""
+    """A complete evaluation convention. Field values are plain data so the spec serialises to JSON.
+
+    Every field but the descriptive ones is read by the sample-making or scoring code (``protocols.pipeline``,
+    ``protocols.scoring``, the run engine's reference policy); ``tests/test_spec_fields.py`` checks it.
+    Descriptive only (printed, never read by that code): ``name``, ``description``, ``source``, ``status``.
+    Conventions that no preset varies are not fields: SSIM is always ``metrics.SSIM_DEFINITION`` and dataset
+    values are always ``metrics.AGGREGATION`` (both printed in ``sentence``).
+    """
 
     name: str
     description: str
@@ -61,8 +68,6 @@ class ProtocolSpec:
     sr_clip_levels: tuple[float, float] = (0.0, 255.0)  # legacy L clips Y to [16, 235]
     crop_border: int = 0
     crop_left: int = 0  # stereo SR convention: drop the leftmost 64 columns
-    ssim_definition: str = "wang_valid_gaussian11_sigma1.5"
-    aggregation: str = "mean_of_per_image"
 
     def __post_init__(self) -> None:
         checks = [
@@ -76,8 +81,10 @@ class ProtocolSpec:
             if value not in valid:
                 raise UserError(f"{self.name}: {field_name}={value!r} is not one of {', '.join(valid)}")
         for metric in self.metrics:
-            if metric not in METRICS:
-                raise UserError(f"{self.name}: {unknown_name('metric', metric, METRICS)}")
+            try:
+                METRICS.lookup(metric)
+            except UserError as error:
+                raise UserError(f"{self.name}: {error}") from None
 
     def hr_multiple_for(self, dataset: str) -> int:
         return dict(self.hr_multiple_by_dataset).get(dataset, self.hr_multiple)
@@ -116,7 +123,7 @@ class ProtocolSpec:
             f"Preset {self.name}: ×{self.scale}, HR {recipe}, LR by {self.resize_backend} bicubic"
             f"{' (8-bit)' if self.lr_quantise else ' (float)'}, reference {ref}, metrics {colour} "
             f"(Y {self.y_form}{', integer' if self.y_round else ''}), SR {self.sr_quantisation}, "
-            f"border crop {self.crop_border} px, SSIM {self.ssim_definition}, {self.aggregation}."
+            f"border crop {self.crop_border} px, SSIM {SSIM_DEFINITION}, {AGGREGATION}."
         )
 
 
@@ -178,9 +185,9 @@ SISR_STD = ProtocolSpec(
     reference_policy="none",
 )
 
-PRESETS: dict[str, ProtocolSpec] = {
-    spec.name: spec
-    for spec in (
+PRESETS: CardRegistry[ProtocolSpec] = CardRegistry(
+    "preset",
+    (
         ProtocolSpec(
             name="refsr",
             description="The suite's fair RefSR protocol, identical for every method.",
@@ -329,24 +336,21 @@ PRESETS: dict[str, ProtocolSpec] = {
             crop_border=4,
             reference_policy="none",
         ),
-    )
-}
-_BUILTIN_PRESETS = frozenset(PRESETS)
+    ),
+)
 
 
 def register_preset(spec: ProtocolSpec) -> None:
     """Add a plugin's preset (``refsr-bench --plugin FILE``), e.g. one that reports a plugin metric; it must not
     shadow a built-in preset."""
-    if spec.name in _BUILTIN_PRESETS:
-        raise UserError(f"preset name {spec.name!r} is taken by a built-in preset")
-    PRESETS[spec.name] = spec
+    PRESETS.register(spec)
 
 
 def get_preset(name: str) -> ProtocolSpec:
-    if name not in PRESETS:
-        raise unknown_name("preset", name, sorted(PRESETS))
-    return PRESETS[name]
+    """The preset called ``name``; an unknown name is a UserError listing the valid ones."""
+    return PRESETS.lookup(name)
 
 
 def list_presets(pattern: str = "*") -> list[str]:
-    return sorted(n for n in PRESETS if fnmatch.fnmatchcase(n, pattern))
+    """Preset names matching an fnmatch ``pattern``, sorted."""
+    return PRESETS.names(pattern)

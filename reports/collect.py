@@ -34,7 +34,7 @@ class RunInfo:
 
     @property
     def dataset(self) -> str:
-        """The dataset of a records run ("" for cost runs); run.json files before schema 3 call it protocol."""
+        """The dataset of a records run ("" for cost runs)."""
         return run_json_dataset(self.run_json)
 
 

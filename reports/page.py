@@ -35,11 +35,10 @@ REPORT_TITLE = "RefSR-Bench report"
 def suite_availability(data: str | None = None, weights: str | None = None) -> Availability:
     """Reasons from this installation: registered methods, installed official weights, dataset folders.
 
-    Building a method is the only way to read its weight-file list, so each method without records is built
-    once (cached) -- a few seconds per large network on CPU.
+    Read from the method cards (their weight file names) and the weights folder; no network is built.
     """
-    from methods.registry import create, list_methods
-    from methods.weights import missing_files, weights_dir
+    from methods.registry import card, list_methods
+    from methods.weights import weight_status, weights_dir
     from protocols.datasets import DATASETS, data_root, locate
 
     registered = set(list_methods())
@@ -49,15 +48,12 @@ def suite_availability(data: str | None = None, weights: str | None = None) -> A
     def method_problem(method_id: str) -> str | None:
         if method_id not in registered:
             return REASON_NOT_IN_SUITE
-        try:
-            method = create(method_id)
-        except UserError as error:
-            return f"method unavailable: {error}"
-        if method.weights_loaded:
+        method_card = card(method_id)
+        if not method_card.trained:
             return None  # nothing to load (bicubic, classical matchers)
-        if not method.info.weights:
+        if not method_card.weights:
             return REASON_NO_OFFICIAL_WEIGHTS
-        return REASON_NO_WEIGHTS if missing_files(method, folder) else None
+        return None if weight_status(method_card, folder) == "installed" else REASON_NO_WEIGHTS
 
     @functools.cache
     def dataset_problem(dataset: str) -> str | None:

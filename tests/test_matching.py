@@ -23,9 +23,9 @@ from protocols.matching import (
     accuracy_rows,
     check_dataset,
     evaluate_item,
-    lf_video_pairs,
     load_dataset,
 )
+from protocols.matching_data import lf_video_pairs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

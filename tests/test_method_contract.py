@@ -142,7 +142,7 @@ def test_a_typo_in_a_factory_path_is_an_error_not_a_missing_method() -> None:
 def test_plugin_card_registers_like_a_builtin(monkeypatch: pytest.MonkeyPatch) -> None:
     from methods.bicubic import bicubic
 
-    monkeypatch.setattr(registry, "_CARDS", dict(registry._CARDS))
+    monkeypatch.setattr(registry, "_CARDS", registry._CARDS.copy())
     monkeypatch.setattr(registry, "_ALIASES", dict(registry._ALIASES))
     monkeypatch.setattr(registry, "_PLUGIN_FACTORIES", {})
     card = MethodCard(name="my_up", factory="plugin:my_up", task="sisr", scales=(4,), inputs=("lr",),

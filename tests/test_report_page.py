@@ -33,7 +33,7 @@ def test_every_quality_run_appears_in_a_table_for_its_preset(tmp_path: Path) -> 
     values = {("bicubic_matlab", "img_001"): 23.1, ("bicubic_matlab", "img_002"): 24.3}
     _write_run(run, [Record("r1", "urban100", "sisr_std", m, "none", image, "psnr_y", v)
                      for (m, image), v in values.items()],
-               {"protocol": "urban100", "protocol_spec": {"name": "sisr_std"}, "methods": [
+               {"dataset": "urban100", "protocol_spec": {"name": "sisr_std"}, "methods": [
                    {"record_name": "bicubic_matlab"}, {"record_name": "carn_m"}]})
     results = collect([tmp_path / "runs", AUDIT_DIR])
     models = build_all(results, load_paper_values(), everything_available())
@@ -109,7 +109,7 @@ def test_report_shows_match_pictures_with_accuracy(tmp_path: Path) -> None:
     metrics = {"acc_le_1px": 0.5, "acc_le_4px": 0.75, "n_positions": 64.0}
     _write_run(run, [Record("m", "demo_stereo", "ccnet2017[scale=4]", "zncc", "centre96", "ALL", k, v)
                      for k, v in metrics.items()],
-               {"protocol": "demo_stereo", "protocol_spec": {"name": "ccnet2017[scale=4]", "kind": "matching"},
+               {"dataset": "demo_stereo", "protocol_spec": {"name": "ccnet2017[scale=4]", "kind": "matching"},
                 "methods": ["zncc"]})
     item, predicted = _item(0.0)
     save_match_picture(run / "match_images" / "zncc" / "centre96" / "motorcycle.png", item, predicted, 4)  # type: ignore[arg-type]

@@ -258,7 +258,7 @@ def test_latex_matches_committed_bytes(rendered: Path) -> None:
 def _fixture_mean(folder: str, method: str, level: str, metric: str) -> float:
     with open(FIXTURE / folder / "records.csv", newline="") as handle:
         values = [float(r["value"]) for r in csv.DictReader(handle)
-                  if (r["method"], r["level"], r["metric"]) == (method, level, metric) and r["image"] != "ALL"]
+                  if (r["method"], r["reference"], r["metric"]) == (method, level, metric) and r["image"] != "ALL"]
     return sum(values) / len(values)
 
 
@@ -410,6 +410,25 @@ def test_suite_availability_reasons(tmp_path: Path) -> None:
     assert availability.dataset_problem("cufed5") == REASON_NO_DATASET
     assert availability.dataset_problem("demo_stereo") is None  # embedded
     assert availability.dataset_problem("lf_video") == REASON_NO_DATASET
+
+
+def test_suite_availability_reads_cards_and_builds_no_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weight availability comes from the cards' file names and the weights folder: no factory is called."""
+    from methods import registry
+    from reports.page import suite_availability
+
+    def no_build(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("suite_availability built a network")
+
+    monkeypatch.setattr(registry, "factory_of", no_build)
+    monkeypatch.setattr(registry, "create", no_build)
+    card = registry.card("masa_rec")
+    for weight in card.weights[:-1]:
+        (tmp_path / weight.file_name).write_bytes(b"x")
+    assert suite_availability(weights=str(tmp_path)).method_problem("masa_rec") == REASON_NO_WEIGHTS
+    (tmp_path / card.weights[-1].file_name).write_bytes(b"x")  # every file of the card present
+    assert suite_availability(weights=str(tmp_path)).method_problem("masa_rec") is None
+    assert suite_availability(weights=str(tmp_path)).method_problem("bicubic") is None
 
 
 def test_paper_values_file_loads() -> None:

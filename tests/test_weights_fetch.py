@@ -83,7 +83,9 @@ def _register(monkeypatch: pytest.MonkeyPatch, url: str, sha256: str | None = No
         year=0, official_repo=None, license="MIT",
         weights=(WeightFile("tiny.pth", url, sha256, "MIT", source=source),),
     )
-    monkeypatch.setattr(registry, "_CARDS", {**registry._CARDS, "tiny": card})
+    cards = registry._CARDS.copy()
+    cards["tiny"] = card
+    monkeypatch.setattr(registry, "_CARDS", cards)
     monkeypatch.setattr(registry, "_PLUGIN_FACTORIES", {"tiny": lambda scale=4, device="cpu": _Tiny(card)})
 
 

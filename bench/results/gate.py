@@ -40,8 +40,6 @@ GOLDEN_COLUMNS = (
     "device",
     "source_run",
 )
-V1_NAMES = {"protocol": "dataset", "level": "reference"}  # version-1 header name -> current name
-GOLDEN_V1_COLUMNS = tuple(next((old for old, new in V1_NAMES.items() if new == c), c) for c in GOLDEN_COLUMNS)
 DEFAULT_ATOL = {"psnr": 0.005, "ssim": 5e-5, "lpips": 1e-4, "acc": 1e-6, "n_positions": 0.0}
 Key = tuple[str, str, str, str, str, str]
 
@@ -95,17 +93,17 @@ def _golden_float(path: Path, line: int, column: str, text: str) -> float:
 
 
 def _golden_dicts(path: Path) -> list[tuple[int, dict[str, str]]]:
-    """(line, row) of a golden file with current column names, whichever header version it has; a bad header
-    or a short row is a UserError naming the line."""
+    """(line, row) of a golden file; a header other than ``GOLDEN_COLUMNS`` or a short row is a UserError naming
+    the line."""
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) not in (GOLDEN_COLUMNS, GOLDEN_V1_COLUMNS):
+        if tuple(reader.fieldnames or ()) != GOLDEN_COLUMNS:
             raise UserError(f"{path}: expected columns {','.join(GOLDEN_COLUMNS)}")
         rows = []
         for line, row in enumerate(reader, start=2):
             if None in row or any(v is None for v in row.values()):
                 raise UserError(f"{path}:{line}: expected {len(GOLDEN_COLUMNS)} columns")
-            rows.append((line, {V1_NAMES.get(name, name): value for name, value in row.items()}))
+            rows.append((line, dict(row)))
     return rows
 
 

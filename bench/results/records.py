@@ -6,10 +6,9 @@ policy, e.g. ``none``, ``self_lr``, ``level:3``, ``draw:0``, ``stitch5_masa``, a
 values with 6 decimals (``inf`` for identical images); rows sorted by (dataset, preset, method, reference,
 image, metric) when a run finishes.
 
-Format versions: version 1 files (the committed results) name the second and fifth columns ``protocol`` and
-``level``; they are read unchanged, into the same fields. Every file written now has the version-2 header.
-``run.json`` carries ``schema`` (``RUN_JSON_SCHEMA``); before schema 3 its dataset key was ``protocol``
-(``run_json_dataset`` reads both).
+One format: a file with another header is refused naming the expected columns (the committed results were
+rewritten to this header once, in the commit that dropped the version-1 reader). ``run.json`` carries ``schema``
+(``RUN_JSON_SCHEMA``) and names its dataset ``dataset``.
 
 While a run is going, ``records.csv`` is a journal: after the header comes the line ``#journal``, then
 one group (one image of one method under one reference policy) at a time, each group's rows followed by an end line
@@ -35,8 +34,7 @@ from typing import Any
 from protocols.core import UserError
 
 COLUMNS = ("run_id", "dataset", "preset", "method", "reference", "image", "metric", "value")
-V1_COLUMNS = ("run_id", "protocol", "preset", "method", "level", "image", "metric", "value")  # read only
-RUN_JSON_SCHEMA = 3  # run.json format; 2 and earlier wrote the dataset under "protocol"
+RUN_JSON_SCHEMA = 3  # run.json format
 # appended to the method name of records made with --allow-random-weights; reports never render them
 RANDOM_WEIGHTS_TAG = "[random-weights]"
 JOURNAL_LINE = "#journal"
@@ -64,8 +62,8 @@ class Record:
 
 
 def run_json_dataset(run_json: dict[str, Any]) -> str:
-    """The dataset a run.json describes: ``dataset`` from schema 3 on, ``protocol`` before."""
-    return str(run_json.get("dataset", run_json.get("protocol", "")))
+    """The dataset a run.json describes ("" for a cost run, which has none)."""
+    return str(run_json.get("dataset", ""))
 
 
 def format_value(value: float) -> str:
@@ -110,8 +108,8 @@ def _split_lines(path: Path) -> list[str]:
 
 
 def _check_header(path: Path, header: str) -> None:
-    """Accept the current header and the version-1 one (same columns, same order, older names)."""
-    if tuple(next(csv.reader([header]), [])) not in (COLUMNS, V1_COLUMNS):
+    """Accept the current header only."""
+    if tuple(next(csv.reader([header]), [])) != COLUMNS:
         raise UserError(f"{path}: unexpected header {header[:80]!r}; expected {','.join(COLUMNS)}")
 
 

@@ -29,7 +29,7 @@ from protocols.core import UserError
 from protocols.datasets import DatasetItem
 
 SCHEMA = RUN_JSON_SCHEMA
-RESUMABLE_SCHEMAS = (2, SCHEMA)  # schema 2 differs only in run.json's "protocol" key (now "dataset")
+RESUMABLE_SCHEMAS = (SCHEMA,)  # run folders this suite resumes or merges: its own schema only
 LOCK_FILE = "run.lock"
 INPUTS_FILE = "inputs.csv"
 INPUT_COLUMNS = ("image", "role", "file", "sha256")
@@ -235,7 +235,7 @@ def reconcile(
         raise _refuse(out_dir, f"run.json was written by another run-directory schema (this suite writes {SCHEMA})")
     differences = []
     for key in BASE_KEYS:
-        if stored.get(key) == identity[key] or key == "schema":  # a schema-2 run resumes as schema 3
+        if stored.get(key) == identity[key]:
             continue
         if key == "preset":
             differences.append(_spec_difference(stored.get(key) or {}, identity[key]))
