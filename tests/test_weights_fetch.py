@@ -16,9 +16,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench import weights as weights_module
 from bench.commands.cli import main
 from methods import registry
+from methods import weights as weights_module
 from methods.base import load_state_dict_strict, read_checkpoint
 from methods.cards import MethodCard, WeightFile
 from methods.weights import RECORDED_HASHES, parse_weights_option
