@@ -12,6 +12,7 @@ Never OpenCV: its INTER_CUBIC has no antialiasing and a = -0.75, a different deg
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,9 +44,9 @@ def pil_bicubic(image: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
     return from_uint8_array(np.asarray(resized)).to(image.device)
 
 
-def _cubic(x: np.ndarray) -> np.ndarray:
-    """Keys cubic kernel with a = -0.5 (MATLAB's ``cubic``)."""
-    absx = np.abs(x)
+def _cubic(x: Any) -> Any:
+    """Keys cubic kernel with a = -0.5 (MATLAB's ``cubic``), on a NumPy array or a torch tensor (its dtype kept)."""
+    absx = abs(x)
     absx2, absx3 = absx**2, absx**3
     near = (1.5 * absx3 - 2.5 * absx2 + 1) * (absx <= 1)
     far = (-0.5 * absx3 + 2.5 * absx2 - 4 * absx + 2) * ((absx > 1) & (absx <= 2))
@@ -71,9 +72,29 @@ def _raw_contributions(in_length: int, out_length: int, scale: float) -> tuple[n
     return (indices[:, keep] - 1).astype(np.int64), weights[:, keep]
 
 
+def _float32_contributions(in_length: int, out_length: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_contributions`` with the weights computed in float32 torch arithmetic, as BasicSR's port does (the
+    float64 weights rounded to float32 differ from these in the last bit for some taps). Returns the 0-based
+    input indices before the boundary rule (out_length, taps) int64 and the weights (out_length, taps) float32."""
+    kernel_width = 4.0 / scale if scale < 1 else 4.0
+    u = torch.arange(1, out_length + 1, dtype=torch.float32) / scale + 0.5 * (1 - 1 / scale)
+    taps = int(math.ceil(kernel_width)) + 2
+    indices = torch.floor(u - kernel_width / 2)[:, None] + torch.arange(taps, dtype=torch.float32)[None, :]
+    distance = u[:, None] - indices
+    weights = scale * _cubic(distance * scale) if scale < 1 else _cubic(distance)
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    used = torch.nonzero((weights != 0).any(dim=0)).flatten().tolist()
+    # outer all-zero tap columns dropped; inner ones kept (0 * x adds exactly 0) so each row's taps are contiguous
+    keep = slice(used[0], used[-1] + 1)
+    return (indices[:, keep] - 1).long(), weights[:, keep].contiguous()
+
+
 def _contributions(in_length: int, out_length: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """Indices with MATLAB's symmetric boundary (mirror, edge sample repeated) applied, and weights."""
-    indices, weights = _raw_contributions(in_length, out_length, scale)
+    return _mirror(*_raw_contributions(in_length, out_length, scale), in_length)
+
+
+def _mirror(indices: np.ndarray, weights: np.ndarray, in_length: int) -> tuple[np.ndarray, np.ndarray]:
     period = 2 * in_length
     mirrored = np.mod(indices, period)
     mirrored = np.where(mirrored >= in_length, period - 1 - mirrored, mirrored)
@@ -135,6 +156,45 @@ def matlab_imresize(image: np.ndarray, scale: float, *, uint8_passes: bool = Fal
             result = _resize_axis(result, axis, length, scale, np.float64)
             result = np.clip(np.sign(result) * np.floor(np.abs(result) + 0.5), 0, 255)
         return result.astype(np.uint8)
-    result = image.astype(np.float32)
-    result = _resize_axis(result, 0, out_h, scale, np.float32)
-    return _resize_axis(result, 1, out_w, scale, np.float32)
+    return _float32_passes(image, out_h, out_w, scale)
+
+
+def _float32_passes(image: np.ndarray, out_h: int, out_w: int, scale: float) -> np.ndarray:
+    """Float mode of ``matlab_imresize``: (H, W[, C]) -> (out_h, out_w[, C]) float32, not rounded.
+
+    Each output sample of each channel is one float32 matrix-vector product (``torch.mv``, BLAS sgemv) of its
+    taps with its float32 weights: the height pass on a (W, taps) column-major slice of the mirror-padded
+    plane, the width pass on an (out_h, taps) row-major one, which is how BasicSR's float32 port evaluates
+    them. Summing the same taps one at a time in NumPy, or batching channels into one product, differs in the
+    last bit (fused multiply-add, summation order), and that flipped the 8-bit rounding of 1 LR pixel in Set14
+    and 20 in Urban100 (shared golden protocol S): CARN-M on Set14 ``coastguard`` moved by 1.1e-5 SSIM."""
+    source = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    planes = source[None] if source.dim() == 2 else source.permute(2, 0, 1)
+    row_starts, row_weights, padded = _padded_taps(planes.contiguous(), 1, out_h, scale)
+    tall = torch.empty((planes.shape[0], out_h, planes.shape[2]), dtype=torch.float32)
+    for channel in range(planes.shape[0]):
+        for i, start in enumerate(row_starts):
+            tall[channel, i] = padded[channel, start : start + row_weights.shape[1]].t().mv(row_weights[i])
+    col_starts, col_weights, padded = _padded_taps(tall, 2, out_w, scale)
+    result = torch.empty((planes.shape[0], out_h, out_w), dtype=torch.float32)
+    for channel in range(planes.shape[0]):
+        for j, start in enumerate(col_starts):
+            result[channel, :, j] = padded[channel, :, start : start + col_weights.shape[1]].mv(col_weights[j])
+    return result[0].numpy() if source.dim() == 2 else result.permute(1, 2, 0).contiguous().numpy()
+
+
+def _padded_taps(
+    planes: torch.Tensor, dim: int, out_length: int, scale: float
+) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    """For a pass along ``dim`` of (C, H, W) planes: each output's first tap in the mirror-padded planes
+    (MATLAB symmetric boundary: the edge sample repeated), the float32 weights, and the padded planes."""
+    in_length = planes.shape[dim]
+    indices, weights = _float32_contributions(in_length, out_length, scale)
+    before = max(0, -int(indices.min()))
+    after = max(0, int(indices.max()) - (in_length - 1))
+    if max(before, after) > in_length:  # mirror of a mirror: gather through the folded indices instead
+        mirrored, _ = _mirror(indices.numpy(), weights.numpy(), in_length)
+        flat = planes.index_select(dim, torch.from_numpy(mirrored).reshape(-1))
+        return [i * mirrored.shape[1] for i in range(out_length)], weights, flat
+    parts = [planes.narrow(dim, 0, before).flip(dim), planes, planes.narrow(dim, in_length - after, after).flip(dim)]
+    return (indices[:, 0] + before).tolist(), weights, torch.cat(parts, dim).contiguous()

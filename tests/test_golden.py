@@ -1,7 +1,8 @@
 """Data-backed: bicubic and CARN-M per-image values on ../shared/data equal ../shared/golden.
 
 Golden values come from independent reference code (BasicSR, the official CARN-M), see
-shared/golden/README.md. Tolerances: 1e-3 dB / 1e-5 SSIM (bicubic), 0.01 dB / 1e-4 SSIM (CARN-M).
+shared/golden/README.md. Tolerances are that README's "Numerical tolerance guidance": 1e-4 dB / 1e-5 SSIM per
+image for the resize-only rows, 2e-4 dB / 5e-6 SSIM per image for CARN-M.
 """
 
 from __future__ import annotations
@@ -41,8 +42,16 @@ def _evaluate(shared: Path, dataset: str, spec: ProtocolSpec, method_name: str,
     return values
 
 
-# Tolerances: golden README "Numerical tolerance guidance" -- resize-only rows about 1e-4 dB / 1e-5 SSIM per image
-# (we hold PSNR to 1e-3 dB, SSIM to 1e-5); CARN-M rows 2e-4 dB / 5e-6 SSIM (we hold 0.01 dB / 1e-4).
+# Golden README "Numerical tolerance guidance": resize-only rows 1e-4 dB / 1e-5 SSIM per image (a float64 resize
+# moved them by <= 1.8e-5 dB / 2.2e-6); CARN-M rows 2e-4 dB / 5e-6 SSIM (float64 or another thread count moved them
+# by <= 6.5e-5 dB / 5e-7). Measured here (Set5, Set14, Urban100 1-25, WR-SR for Pillow) with the float32 sgemv
+# resize (protocols/resize.py), max |ours - golden| per image: sisr_std 6.6e-7 dB / 5.0e-7 SSIM, Pillow 8.2e-7 /
+# 5.0e-7 (the 6-decimal rounding), sisr_legacy_y 2.3e-5 / 1.7e-6, sisr_matlab_u8 1.0e-5 / 5.6e-7, CARN-M 1.6e-5 /
+# 6.9e-7 (Set14 coastguard now 0.571035 as golden; it was 0.571046 with NumPy tap sums in the resize).
+BICUBIC_DB, BICUBIC_SSIM = 1e-4, 1e-5
+CARN_M_DB, CARN_M_SSIM = 2e-4, 5e-6
+
+
 def _compare(values, golden, columns, psnr_tol, ssim_tol) -> None:
     assert set(values) == set(golden), f"image sets differ: {sorted(set(values) ^ set(golden))}"
     for image, row in golden.items():
@@ -63,7 +72,7 @@ def test_bicubic_sisr_presets_equal_golden(shared: Path, dataset: str, preset: s
     golden = _golden(shared / "golden" / pattern.format(DATASET_FILES[dataset]))
     (values,) = _evaluate(shared, dataset, get_preset(preset), method)
     # every protocol, L included (its golden SSIM was corrected to float64 filtering: golden README, protocol L)
-    _compare(values, golden, ("psnr_y", "ssim_y"), 1e-3, 1e-5)
+    _compare(values, golden, ("psnr_y", "ssim_y"), BICUBIC_DB, BICUBIC_SSIM)
 
 
 @pytest.mark.parametrize("dataset", ["set5", "set14", "urban100", "wrsr"])
@@ -72,12 +81,12 @@ def test_bicubic_pillow_equals_golden_crop0_and_crop4(shared: Path, dataset: str
     refsr = get_preset("refsr")  # Pillow bicubic, mod-crop 4, Y, crop 4
     crop0 = dataclasses.replace(refsr, name="refsr_crop0", crop_border=0)
     crop4_values, crop0_values = _evaluate(shared, dataset, refsr, "bicubic", (crop0,))
-    _compare(crop4_values, golden, ("psnr_y_crop4", "ssim_y_crop4"), 1e-3, 1e-5)
-    _compare(crop0_values, golden, ("psnr_y_crop0", "ssim_y_crop0"), 1e-3, 1e-5)
+    _compare(crop4_values, golden, ("psnr_y_crop4", "ssim_y_crop4"), BICUBIC_DB, BICUBIC_SSIM)
+    _compare(crop0_values, golden, ("psnr_y_crop0", "ssim_y_crop0"), BICUBIC_DB, BICUBIC_SSIM)
 
 
 @pytest.mark.parametrize("dataset", ["set5", "set14", "urban100"])
 def test_carn_m_equals_golden(shared: Path, dataset: str) -> None:
     golden = _golden(shared / "golden" / f"carn_m_sisr_{DATASET_FILES[dataset]}.csv")
     (values,) = _evaluate(shared, dataset, get_preset("sisr_std"), "carn_m")
-    _compare(values, golden, ("psnr_y", "ssim_y"), 0.01, 1e-4)
+    _compare(values, golden, ("psnr_y", "ssim_y"), CARN_M_DB, CARN_M_SSIM)

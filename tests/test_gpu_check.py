@@ -40,11 +40,9 @@ MIN_AUTOCAST_PSNR_DB = 30.0
 
 @pytest.fixture(scope="module")
 def cpu_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
-    from conftest import shared_root
+    from conftest import require_shared
 
-    shared = shared_root()
-    if shared is None:
-        pytest.fail("../shared (or REFSR_SHARED) is missing: gpu-check needs the fixtures")
+    shared = require_shared()  # skips without ../shared, fails under CI=true, like every data-backed test
     out = tmp_path_factory.mktemp("gpu_check")
     previous = torch.get_num_threads()
     code = main(["gpu-check", "--device", "cpu", "--sizes", "tiny", "--iterations", "3", "--warmup", "1",

@@ -21,8 +21,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from fvcore.nn import FlopCountAnalysis
 from synth import assert_layout_equal, synthetic_state_dict
 
+from bench.engines.cost.macs import analyze_trace
 from methods import registry
 from methods.masa import MASA, MasaSR, MemSearch, MemTransfer, masa_gan, masa_rec, mem_geometry
 from protocols.core import UserError
@@ -362,11 +364,10 @@ def test_transfer_divides_by_per_block_overlap() -> None:
 
 def test_matching_part_isolates_flops_m() -> None:
     """fvcore on the whole cost graph: the ``matching`` part holds exactly the two stages' bmm MACs."""
-    fvcore = pytest.importorskip("fvcore.nn")
     method = masa_rec()
     module, inputs = method.cost_graph((16, 16), (64, 64))
     assert [tuple(t.shape) for t in inputs] == [(1, 3, 16, 16), (1, 3, 64, 64), (1, 3, 16, 16)]
-    analysis = fvcore.FlopCountAnalysis(module, inputs).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    analysis = FlopCountAnalysis(module, inputs).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     blocks, ref_down_positions, candidates = 4, 16 * 16, 13 * 13  # d = 2*floor(floor(16/4)*1.5)+1 = 13
     expected = blocks * 3 * 576 * ref_down_positions + blocks * 64 * 576 * candidates
     assert analysis.by_module()[method.info.parts["matching"]] == expected
@@ -377,10 +378,9 @@ def test_matching_part_isolates_flops_m() -> None:
 
 def test_benchmark_setting_flops_m() -> None:
     """MASA Table 2 FLOPS-M at LR 128x128 / Ref 512x512: 8,842,641,408 MACs (masa.md §4.6)."""
-    fvcore = pytest.importorskip("fvcore.nn")
     # Meta tensors: the trace needs shapes only (the counts do not depend on values).
     features = (torch.empty(1, 64, 128, 128, device="meta"), torch.empty(1, 64, 128, 128, device="meta"))
-    analysis = fvcore.FlopCountAnalysis(MemSearch(), features).unsupported_ops_warnings(False)
+    analysis = FlopCountAnalysis(MemSearch(), features).unsupported_ops_warnings(False)
     assert analysis.by_operator()["bmm"] == 8_842_641_408
 
 
@@ -388,10 +388,9 @@ def test_benchmark_setting_flops_m() -> None:
 def test_benchmark_setting_reproduces_masa_table2() -> None:
     """Suite cost tool at LR 128x128 / Ref 512x512 (flops.json, masa.md §5): MASA-counter FLOPS-T 367.93 G,
     its conv bucket 358.292 G, FLOPS-M 8,842,641,408 MACs, 4,028,291 parameters."""
-    bench_cost = pytest.importorskip("bench.engines.cost.macs")
     method = masa_rec()
     module, inputs = method.cost_graph((128, 128), (512, 512))
-    counts = bench_cost.analyze_trace(module, inputs).counts
+    counts = analyze_trace(module, inputs).counts
     masa_counter = counts["masa2021"]
     assert round(masa_counter.total / 1e9, 2) == 367.93
     assert abs(masa_counter.by_operator["conv"] / 1e9 - 358.292) < 5e-4

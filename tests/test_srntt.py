@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import skip_unless_ci
 from synth import assert_layout_equal, read_layout, synthetic_state_dict
 
 from methods.registry import create
@@ -50,7 +51,7 @@ def load_npz(path: Path) -> dict[str, torch.Tensor]:
 def require_fixture_pillow(inputs: dict[str, torch.Tensor]) -> None:
     """predict/match make LR↑ and Ref↓↑ with PIL themselves; that must give the fixture's exact images."""
     if not torch.equal(pil_bicubic(inputs["x"], (128, 128)), inputs["img_in_up"]):
-        pytest.skip("this Pillow's bicubic differs from the fixture's (Pillow 13.0.0)")
+        skip_unless_ci("this Pillow's bicubic differs from the fixture's (Pillow 13.0.0)")
 
 
 def generator_state(shared: Path, use_weights: bool) -> dict[str, torch.Tensor]:
