@@ -103,3 +103,24 @@ def test_precisions_are_one_table_and_feed_both_verbs() -> None:
         sub = parser._subparsers._group_actions[0].choices[verb]  # type: ignore[union-attr]
         (action,) = [a for a in sub._actions if option in a.option_strings]
         assert list(action.choices) == expected, verb
+
+
+def _calls(path: Path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text())
+    return {node.func.id if isinstance(node.func, ast.Name) else node.func.attr for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute))}
+
+
+def test_cost_demo_and_gpu_check_share_the_one_cost_loop() -> None:
+    """Only the pipeline measures a graph; the verbs reach it through ``measure_cost`` / ``measure_costs``."""
+    root = Path(__file__).resolve().parents[1]
+    measuring = {"count_graph", "time_graph", "analyze_trace", "timed_latency", "time_forward", "peak_memory"}
+    callers = {str(p.relative_to(root)) for p in (root / "bench").rglob("*.py") if _calls(p) & measuring}
+    assert callers == {"bench/engines/cost/pipeline.py", "bench/engines/cost/measure.py",
+                       "bench/engines/cost/latency.py"}, callers
+    assert "measure_cost" in _calls(root / "bench/engines/cost/run_folder.py")
+    assert "measure_cost" in _calls(root / "bench/engines/checks/gpu.py")
+    assert "measure_costs" in _calls(root / "bench/commands/demo.py")
+    assert "measure_costs" in _calls(root / "bench/commands/cost.py")

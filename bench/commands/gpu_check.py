@@ -36,9 +36,10 @@ Budget (H100, ``--sizes paper``; the plan is under 8 minutes): Python and torch 
 starts; then ``--budget-s`` (default 400 s) for everything: environment ~2 s; fixtures ~60 s (the synthetic
 weights are ~80 M numbers made with numpy, six small forwards); deformable convolution ~15 s; building every
 network once on the CPU to count the distinct networks (the cards say which methods are networks) ~10 s; cost:
-the rest (~310 s), shared evenly among the remaining (distinct network, shape) cells (11 architectures x 2 shapes: ~14 s each, of which 60 % timed loops, the rest
-trace, warm-up, memory and the autocast PSNR). When 50 timed iterations do not fit a cell's share (SRNTT at
-the stitched shape, seconds per forward) fewer are run and the cell says ``below_gpu_protocol_minimum``; cells
+the rest (~310 s), shared evenly among the remaining (distinct network, shape) cells (11 networks x 2 shapes:
+~14 s each, of which 60 % timed loops, the rest trace, warm-up, memory and the autocast PSNR). When 50 timed
+iterations do not fit a cell's share (SRNTT at the stitched shape, seconds per forward) fewer are run and the
+cell says ``below_gpu_protocol_minimum``; cells
 reached after the budget is spent are recorded as skipped, and the cell in flight may overrun by one cell
 (~20 s), so the whole call ends by ~7.5 minutes. Nothing is estimated: a number in the output was measured.
 
