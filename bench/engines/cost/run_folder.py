@@ -36,7 +36,7 @@ from bench.engines.cost.latency import LatencyConfig
 from bench.engines.cost.load import LoadReading
 from bench.engines.cost.pipeline import Cell, CostRequest, Shape, check_request, failed_methods, measure_cost
 from bench.engines.cost.precision import PRECISIONS, REFERENCE
-from bench.results.cost_csv import CostRow, hw_text, write_cost_csv
+from bench.results.cost_csv import CostRow, hw_text, loaded_measurements, write_cost_csv
 from bench.results.provenance import environment
 from protocols.core import UserError
 
@@ -212,16 +212,20 @@ def _finish(config: CostConfig, cells: Sequence[Cell], run_json: dict[str, Any],
     write_cost_run(config.out_dir, rows, run_json)
     written = [config.out_dir / "cost.csv", config.out_dir / "run.json"]
     if config.sweep_plot and rows:
-        written += _sweep_plot(rows, config.out_dir, run_json["environment"])
+        written += _sweep_plot(rows, config.out_dir, run_json)
     return CostResult(tuple(rows), run_json, tuple(failed_methods(cells)), tuple(written))
 
 
-def _sweep_plot(rows: Sequence[CostRow], out_dir: Path, env: dict[str, Any]) -> list[Path]:
+def _sweep_plot(rows: Sequence[CostRow], out_dir: Path, run_json: dict[str, Any]) -> list[Path]:
+    """The report's cost-vs-reference-size plot of this run; rows labelled as the report reads them (device,
+    threads, load mark), so a latency measured under load gets a panel of its own."""
     from reports.plots import cost_vs_ref_size, save_figure
 
+    env = run_json["environment"]
     threads = env.get("torch_threads")
-    labelled = [replace(r, device_name=str(env.get("device_name") or ""),
-                        threads=threads if isinstance(threads, int) else 0) for r in rows]
+    loaded = loaded_measurements(run_json)
+    labelled = [replace(r, device_name=str(env.get("device_name") or ""), threads=threads if isinstance(threads, int)
+                        else 0, under_load=(r.method, r.lr_hw, r.ref_hw) in loaded) for r in rows]
     figure = cost_vs_ref_size(labelled)
     return [] if figure is None else list(save_figure(figure, out_dir, "sweep"))
 
