@@ -215,7 +215,7 @@ def _measure(state: _State, cell: Cell, method: Any, scale: int) -> None:
     if twin is not None:
         cell.rows = [replace(row, method=cell.method) for row in twin.rows]
         cell.entry["same_network_as"] = twin.method
-        cell.entry["measured_on"] = twin.entry.get("measured_on")  # where the shared rows were measured
+        cell.entry["measured_on"] = dict(twin.entry.get("measured_on") or {})  # where the shared rows were measured
         cell.outcome, cell.load = "shared", twin.load
         return
     padding = {k: cell.entry.pop(k) for k in ("measured_lr_hw", "padding_why") if k in cell.entry}
@@ -263,7 +263,7 @@ def _one_cell(state: _State, device: str, shape: Shape, name: str, scale: int) -
         cell.entry["error"], cell.outcome = f"{type(error).__name__}: {error}", "failed"
     finally:
         _free(device)
-    if "measured_on" in cell.entry:
+    if cell.outcome in ("measured", "failed") and "measured_on" in cell.entry:
         cell.entry["measured_on"]["seconds"] = round(time.perf_counter() - started, 2)
     if cell.outcome == "measured" and cell.load is not None:
         warn_if_loaded(cell.load, f"{name} ({shape.name}, {device})")
