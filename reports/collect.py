@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.results.cost_csv import CostRow, read_cost_csv  # the cost.csv format (torch-free)
+from bench.results.cost_csv import CostRow, loaded_measurements, read_cost_csv  # the cost.csv format (torch-free)
 from bench.results.records import RANDOM_WEIGHTS_TAG, Record, read_records, run_json_dataset
 from protocols.core import UserError
 
@@ -163,6 +163,7 @@ def collect(result_dirs: list[Path]) -> Results:
                 environment = run_json.get("environment", {}) if isinstance(run_json.get("environment"), dict) else {}
                 threads = environment.get("torch_threads")
                 results.cost += read_cost_csv(folder / "cost.csv", label, str(environment.get("device_name") or ""),
-                                              threads if isinstance(threads, int) else 0)
+                                              threads if isinstance(threads, int) else 0,
+                                              loaded_measurements(run_json))
                 results.runs.append(RunInfo(label, folder, "cost", run_json))
     return results

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from bench.results.cost_csv import UNDER_LOAD
 from bench.results.records import run_json_dataset
 from protocols.datasets import DATASETS, DatasetLabels
 from protocols.metrics import METRICS
@@ -280,7 +281,7 @@ class Values:
         convention = "macs" if "macs" in counts else (sorted(counts)[0] if counts else None)
         if convention is None:
             return None, REASON_NOT_COMPUTED
-        bound = fp32_compute_bound_ms(counts[convention], device_label)
+        bound = fp32_compute_bound_ms(counts[convention], device_label.removesuffix(UNDER_LOAD))
         return (bound, "") if bound is not None else (None, REASON_UNKNOWN_PEAK)
 
 

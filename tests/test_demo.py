@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.commands.demo import QUICK, DemoResult, StepTiming, network_signature, summary
+from bench.commands.demo import QUICK, DemoResult, StepTiming, summary
+from bench.engines.cost.network import network_signature
 
 
 def test_checkpoint_variants_share_one_cost_measurement() -> None:

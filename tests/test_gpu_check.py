@@ -18,16 +18,10 @@ import pytest
 import torch
 
 from bench.commands.cli import main
-from bench.commands.gpu_check import (
-    SIZES,
-    Budget,
-    Shape,
-    measure_networks,
-    run_name,
-    summary_table,
-    timed_latency,
-)
 from bench.engines.checks.fixtures import PORT_FIXTURES
+from bench.engines.checks.gpu import SIZES, measure_networks, run_name, summary_table
+from bench.engines.cost.latency import timed_latency
+from bench.engines.cost.pipeline import Budget, Shape
 from bench.results.cost_csv import CostRow
 from bench.results.gpu_specs import GPU_PEAKS, UNKNOWN_PEAK, fp32_compute_bound_ms
 from reports.collect import read_cost_csv

@@ -132,10 +132,11 @@ def test_the_cycle_check_finds_a_planted_cycle(tmp_path: Path) -> None:
 
 def test_repository_paths_named_in_code_exist() -> None:
     """Modules that find repository files from their own location still find them after a move between folders."""
-    from bench.commands import demo, gpu_check
+    from bench.commands import demo
+    from bench.engines.checks import gpu
     from bench.engines.cost import memory
     from bench.results import gate, provenance
 
-    for root in (demo.ROOT, gpu_check.ROOT, memory.ROOT, provenance.ROOT):
+    for root in (demo.ROOT, gpu.ROOT, memory.ROOT, provenance.ROOT):
         assert (root / "pyproject.toml").is_file(), root
     assert sorted(gate.GOLDEN_DIR.glob("*.csv")), gate.GOLDEN_DIR

@@ -8,7 +8,9 @@ convention) and ``DIR/run.json`` (versions, device, thread count, raw latency sa
 operators per method and convention); with ``--sweep-ref`` also ``DIR/sweep.png`` and ``DIR/sweep.svg``.
 Numbers from methods without loaded weights are cost numbers only: cost does not depend on weight values.
 Under torchrun (``torchrun --nproc-per-node N -m bench cost ...``) whole methods go to ranks, ranks sharing a
-device take turns, and rank 0 writes the one run folder (``bench.engines.cost.pipeline``).
+device take turns, and rank 0 writes the one run folder (``bench.engines.cost.run_folder``). Each timed
+measurement records the 1-minute load average and the CPU model (run.json ``measured_on``); one made while the
+load exceeded the usable cores is marked ``under_load``, warned about, and labelled apart in the report.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from pathlib import Path
 
 from bench.engines.cost.flop_handlers import CONVENTIONS
 from bench.engines.cost.latency import LatencyConfig, default_latency_config
-from bench.engines.cost.pipeline import CostConfig, measure_costs, sorted_ref_sizes
+from bench.engines.cost.precision import PRECISIONS, REFERENCE
+from bench.engines.cost.run_folder import CostConfig, measure_costs, sorted_ref_sizes
 from bench.results.cost_csv import parse_hw
 
 
@@ -64,6 +67,9 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     parser.add_argument("--warmup", type=int, default=None, help="warm-up iterations (default 10 on cuda, 1 on cpu)")
     parser.add_argument("--repeat", type=int, default=None, help="timed iterations (default 50 on cuda, 5 on cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--precision", nargs="+", default=[REFERENCE], choices=list(PRECISIONS),
+                        help=f"precisions to time (default {REFERENCE}); others add quantities suffixed _<name> "
+                             "and the PSNR of their output against float32")
     parser.set_defaults(handler=run_cost)
 
 
@@ -80,7 +86,7 @@ def config_from_args(args: argparse.Namespace) -> CostConfig:
         ref_sizes=sorted_ref_sizes([parse_hw(args.ref), *sweep]), scale=args.scale, device=args.device,
         conventions=tuple(args.convention), latency=latency, memory=not args.no_memory, threads=args.threads,
         sweep_plot=bool(args.sweep_ref), plugins=tuple(getattr(args, "plugin", None) or ()),
-        command=("refsr-bench", *sys.argv[1:]) if sys.argv else ())
+        command=("refsr-bench", *sys.argv[1:]) if sys.argv else (), precisions=tuple(args.precision))
 
 
 def run_cost(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -231,76 +231,21 @@ def run_matching(matchers: list[str], out_root: Path, settings: DemoSettings) ->
 # cost
 
 
-def network_signature(method: Any, lr_hw: tuple[int, int], ref_hw: tuple[int, int]) -> str:
-    """What the cost of a method's graph (``cost_graph``) depends on: module class and printed structure, each
-    submodule's public Python attributes, parameter and buffer shapes, input shapes. Methods whose graphs differ
-    only in their checkpoint (``*_rec`` / ``*_gan``) share it."""
-    import hashlib
-
-    module, inputs = method.cost_graph(lr_hw, ref_hw)
-    parts = [type(module).__qualname__, repr(module), repr(sorted(dict(method.info.parts).items()))]
-    parts += [f"{key}:{tuple(value.shape)}" for key, value in module.state_dict().items()]
-    for path, submodule in module.named_modules():
-        public = sorted((k, repr(v)) for k, v in vars(submodule).items() if not k.startswith("_"))
-        parts.append(f"{path}:{public}")
-    parts += [repr(tuple(t.shape)) for t in inputs]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
 def run_cost(networks: tuple[tuple[str, int], ...], out_dir: Path, settings: DemoSettings) -> list[str]:
-    """Cost of each method at the demo setting on CPU, written as ``out_dir/cost.csv`` + ``run.json`` (the
-    ``refsr-bench cost`` format). Returns the methods that failed."""
-    import torch
-    from tqdm import tqdm
-
+    """Cost of each network at the demo setting on CPU, through the one cost pipeline
+    (``bench.engines.cost.run_folder.measure_costs``): ``out_dir/cost.csv`` + ``run.json`` (the
+    ``refsr-bench cost`` format); the same network (``bench.engines.cost.network``) is measured once. Returns the
+    methods that failed."""
     from bench.engines.cost.latency import LatencyConfig
-    from bench.engines.cost.measure import measure_method_size
-    from bench.engines.cost.pipeline import write_cost_run
-    from bench.results.provenance import environment
+    from bench.engines.cost.run_folder import CostConfig, measure_costs
 
-    lr_hw, ref_hw = (settings.cost_lr_px,) * 2, (settings.cost_ref_px,) * 2
-    latency = LatencyConfig(warmup=settings.cost_warmup, repeat=settings.cost_repeat)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows: list[Any] = []
-    per_method: dict[str, Any] = {}
-    failed: list[str] = []
-    run_json: dict[str, Any] = {
-        "command": ["refsr-bench", "demo"] + (["--full"] if settings.name == "full" else []),
-        "environment": environment("cpu", timing=True),
-        "settings": {"lr_hw": list(lr_hw), "ref_sizes": [list(ref_hw)], "scale": DEMO_SCALE,
-                     "conventions": list(settings.conventions),
-                     "latency": {"warmup": latency.warmup, "repeat": latency.repeat}, "memory": False,
-                     "latency_excludes": "data loading; the MAC-counting trace runs one forward just before timing",
-                     "same_network": "methods whose graphs have the same module structure, parameter shapes and "
-                                     "input shapes (checkpoint variants) are measured once and share the rows",
-                     "demo": settings.name},
-        "methods": per_method,
-    }
-    measured: dict[str, tuple[str, list[Any]]] = {}  # network signature -> (first method, its rows)
-    with tqdm(networks, desc=f"cost LR {settings.cost_lr_px} Ref {settings.cost_ref_px}", unit="net") as progress:
-        for name, scale in progress:
-            progress.set_postfix_str(name)
-            try:
-                method = create(name, scale=scale)
-                signature = network_signature(method, lr_hw, ref_hw)
-                if signature in measured:  # e.g. masa_rec / masa_gan: one network, two checkpoints
-                    first, first_rows = measured[signature]
-                    rows += [replace(row, method=name) for row in first_rows]
-                    per_method[name] = {"same_network_as": first}
-                    continue
-                result = measure_method_size(name, method, scale=scale, lr_hw=lr_hw, ref_hw=ref_hw, device="cpu",
-                                             conventions=settings.conventions, latency=latency, memory=False)
-            except Exception as error:  # one network that cannot be traced must not lose the others
-                failed.append(name)
-                per_method[name] = {"error": f"{type(error).__name__}: {error}"}
-                progress.write(f"cost: {name} FAILED {type(error).__name__}: {error}")
-                continue
-            measured[signature] = (name, result.rows)
-            rows += result.rows
-            per_method[name] = {"sizes": [result.run_json]}
-    run_json["environment"]["torch_threads"] = torch.get_num_threads()
-    write_cost_run(out_dir, rows, run_json)
-    return failed
+    result = measure_costs(CostConfig(
+        methods=tuple(name for name, _ in networks), out_dir=out_dir, lr_hw=(settings.cost_lr_px,) * 2,
+        ref_sizes=((settings.cost_ref_px,) * 2,), scale=DEMO_SCALE, device="cpu", conventions=settings.conventions,
+        latency=LatencyConfig(warmup=settings.cost_warmup, repeat=settings.cost_repeat), memory=False,
+        command=("refsr-bench", "demo") + (("--full",) if settings.name == "full" else ()), share_networks=True,
+        scale_of=tuple((name, scale) for name, scale in networks if scale != DEMO_SCALE)))
+    return list(result.failures)
 
 
 # ------------------------------------------------------------------------------------------------

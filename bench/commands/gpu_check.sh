@@ -15,7 +15,7 @@
 #    summary.md). Commit that folder as reports/results/cost/gpu-check-<gpu>-pt<torch>/ and paste summary.md
 #    into the issue note. Extra arguments after `device` go to gpu-check (e.g. -m masa_rec ttsr_rec).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."  # the checkout: bench/commands/gpu_check.sh
 CARRY=.gpu_carry
 
 case "${1:-}" in

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,13 +20,15 @@ from protocols.core import UserError
 
 COLUMNS = ("method", "part", "quantity", "value", "unit", "lr_hw", "ref_hw", "device", "convention")
 INTEGER_UNITS = frozenset({"params", "elements", "threads"})
+UNDER_LOAD = ", under load"  # appended to the device label of a measurement its run.json marks under_load
 
 
 @dataclass(frozen=True)
 class CostRow:
-    """One row of a ``cost.csv``: ``value`` in ``unit`` (GMACs, params, ms, MiB ...). The last three fields are
-    not columns: where a row was read from (``read_cost_csv``) and the run's device name and torch CPU threads
-    (its run.json ``environment``); they say which latencies may be compared."""
+    """One row of a ``cost.csv``: ``value`` in ``unit`` (GMACs, params, ms, MiB ...). The last four fields are
+    not columns: where a row was read from (``read_cost_csv``), the run's device name and torch CPU threads
+    (its run.json ``environment``) and whether its measurement ran under load (its run.json ``measured_on``,
+    ``loaded_measurements``); they say which latencies may be compared."""
 
     method: str
     part: str
@@ -40,6 +42,7 @@ class CostRow:
     run: str = ""  # label of the run folder it came from
     device_name: str = ""  # the run's environment.device_name, e.g. "NVIDIA H100 80GB HBM3"
     threads: int = 0  # the run's environment.torch_threads; 0 = not recorded
+    under_load: bool = False  # the 1-min load average exceeded the usable cores while it was measured
 
     def formatted(self) -> list[str]:
         """The row's cells as written (see the module docstring for the number format)."""
@@ -49,15 +52,17 @@ class CostRow:
 
     @property
     def device_label(self) -> str:
-        """The measurement's device as a table states it: the GPU's name, or the CPU's name and thread count.
-        Latency is only ever compared among rows with the same label."""
+        """The measurement's device as a table states it: the GPU's name, or the CPU's name and thread count,
+        followed by ``UNDER_LOAD`` for a measurement made under load. Latency is only ever compared among rows
+        with the same label. Runs written before the load was recorded carry no load mark."""
+        loaded = UNDER_LOAD if self.under_load else ""
         if self.device.startswith("cuda"):
-            return self.device_name or "GPU (name not recorded)"
+            return (self.device_name or "GPU (name not recorded)") + loaded
         name = self.device_name or f"{self.device.upper()} (name not recorded)"
         if self.device != "cpu":
-            return name
+            return name + loaded
         threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}" if self.threads else "threads not recorded"
-        return f"{name}, {threads}"
+        return f"{name}, {threads}{loaded}"
 
 
 def hw_text(hw: tuple[int, int] | None) -> str:
@@ -98,9 +103,26 @@ def write_cost_csv(path: str | Path, rows: Sequence[CostRow]) -> None:
     os.replace(tmp, path)
 
 
-def read_cost_csv(path: Path, run_label: str, device_name: str = "", threads: int = 0) -> list[CostRow]:
+def loaded_measurements(run_json: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(method, lr_hw, ref_hw) cells of every measurement a cost run.json marks ``measured_on.under_load``.
+    ``methods.<name>`` is ``{"sizes": [entry, ...]}`` (``refsr-bench cost``, the demo) or ``[entry, ...]``
+    (``gpu-check``); an entry's ``lr_hw`` / ``ref_hw`` are the requested sizes (``ref_hw`` null: ``-``)."""
+    found: set[tuple[str, str, str]] = set()
+    methods = run_json.get("methods")
+    for name, value in (methods.items() if isinstance(methods, dict) else ()):
+        entries = value.get("sizes", []) if isinstance(value, dict) else value
+        for entry in entries if isinstance(entries, list) else ():
+            measured = entry.get("measured_on") if isinstance(entry, dict) else None
+            if isinstance(measured, dict) and measured.get("under_load") is True:
+                ref = entry.get("ref_hw")
+                found.add((name, hw_text(tuple(entry["lr_hw"])), hw_text(tuple(ref)) if ref else "-"))
+    return found
+
+
+def read_cost_csv(path: Path, run_label: str, device_name: str = "", threads: int = 0,
+                  loaded: Collection[tuple[str, str, str]] = ()) -> list[CostRow]:
     """The rows of one cost.csv (rows with a wrong cell count or a non-numeric value are skipped);
-    ``device_name`` / ``threads`` come from the run's run.json."""
+    ``device_name`` / ``threads`` come from the run's run.json, ``loaded`` from ``loaded_measurements``."""
     with open(path, newline="") as handle:
         reader = csv.reader(handle)
         header = tuple(next(reader, ()))
@@ -115,5 +137,5 @@ def read_cost_csv(path: Path, run_label: str, device_name: str = "", threads: in
             except ValueError:
                 continue
             rows.append(CostRow(cells[0], cells[1], cells[2], value, cells[4], cells[5], cells[6], cells[7], cells[8],
-                                run_label, device_name, threads))
+                                run_label, device_name, threads, (cells[0], cells[5], cells[6]) in loaded))
     return rows

@@ -23,7 +23,9 @@ from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[3]
+from bench.engines.cost.precision import REFERENCE, precision
+
+ROOT = Path(__file__).resolve().parents[3]  # the checkout: bench/engines/cost/memory.py
 MIB = 1024 * 1024
 
 
@@ -38,6 +40,24 @@ def gpu_peak_memory_mib(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...
     torch.cuda.synchronize()
     peak = torch.cuda.max_memory_allocated()
     return {"peak_allocated_mib": peak / MIB, "peak_allocated_delta_mib": (peak - before) / MIB}
+
+
+def peak_memory(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], device: str, precision_name: str,
+                method: str, scale: int, lr_hw: tuple[int, int], ref_hw: tuple[int, int],
+                plugins: Sequence[str] = ()) -> dict[str, Any]:
+    """Peak memory of one forward in a precision, with ``how`` it was measured. GPU: ``gpu_peak_memory_mib``
+    inside the precision's context. CPU: the peak-RSS probe of ``method`` in a fresh process, for the float32
+    reference only (the probe cannot enter another precision's context); other precisions: no values."""
+    if device.startswith("cuda"):
+        with precision(precision_name).context(device):
+            return {"how": "torch.cuda.max_memory_allocated over one forward, reset before",
+                    **gpu_peak_memory_mib(module, inputs)}
+    if precision_name != REFERENCE:
+        return {"how": "not measured: the CPU probe runs float32 in a fresh process"}
+    probe = cpu_peak_rss_delta(method, scale=scale, lr_hw=lr_hw, ref_hw=ref_hw, threads=torch.get_num_threads(),
+                               plugins=plugins)
+    return {**probe, "how": f"CPU peak RSS delta of one forward in a fresh process ({probe['how']}); "
+                            "not a GPU number"}
 
 
 def _status_kib(field_name: str) -> int:

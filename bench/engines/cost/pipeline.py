@@ -1,301 +1,295 @@
-"""``measure_costs(config)``: the cost of many methods at one LR size and one or more reference sizes, written
-as one run folder: ``cost.csv`` (``bench.results.cost_csv``), ``run.json`` and, for a reference-size sweep,
-``sweep.png`` / ``sweep.svg`` (the report's cost-vs-reference-size plot, ``reports.plots``).
+"""``measure_cost(request)``: the one cost loop. ``refsr-bench cost`` (``bench.engines.cost.run_folder``), the
+demo's cost step and ``gpu-check``'s cost step (``bench.engines.checks.gpu``) all call it.
 
-Under torchrun (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` set, ``WORLD_SIZE`` > 1; ``bench.engines.torchrun``):
+A request names methods (each with its scale), shapes (LR size and Ref size at HR resolution), devices,
+precisions (``bench.engines.cost.precision``), MAC conventions, the timing and whether the memory forward runs.
+Each (device, shape, method) is a *cell*; per cell:
 
-1. whole methods go to ranks (``torchrun.balanced_split`` of equal weights: deterministic, in registry
-   order); each rank measures on ``cuda:LOCAL_RANK`` with ``device="cuda"``, else on the CPU; the process
-   group is gloo (only Python objects are exchanged);
-2. ranks that share a device (same host and device string: every rank on the CPU, or two ranks given one
-   GPU) take turns: rank order, a barrier between turns, so no two measurements on one device ever overlap.
-   A turn covers the rank's whole share (tracing too: a trace running beside a timed forward on the same
-   CPU would disturb the timing). Without latency and memory nothing is timed and all ranks run at once;
-3. rank 0 gathers the rows and run_json entries and writes the one run folder: the same content as the
-   single-process run of the same command, except the measured values (latency, trace seconds) and each
-   size's ``measured_on`` (device, rank, host and the wall-clock interval of its timed part). Unlike the
-   single process, which rewrites the folder after every method, nothing is written before all ranks finish.
+1. build the method on the device (the last built method is reused by the next cell of the same method);
+   a factory error or a method without ``cost_graph`` skips its cells; a method that ignores the reference is
+   measured once per LR size (its Ref is ``-``);
+2. build the cost graph; an LR the network cannot take (``UserError``) is padded up to the method's
+   ``lr_multiple``, as its ``predict`` pads -- rows keep the requested size, run.json says ``measured_lr_hw``;
+3. with ``share_networks``, a graph that is the same network (``bench.engines.cost.network.network_key``) as one
+   already measured on the device gets that cell's rows under its own name (``same_network_as``);
+4. parameters and MACs (one trace), then per precision latency, memory and the PSNR against float32
+   (``bench.engines.cost.measure``), and the load during the timed part (``bench.engines.cost.load``).
+
+With a ``budget`` the cells go shape-major (every method's first shape before any second one), a cell reached
+after the deadline is skipped, and each cell's timed loop is capped at an even share of the time left among the
+distinct networks still to measure. Errors stay in their cell (run.json ``error``); nothing is estimated.
 """
 
 from __future__ import annotations
 
-import json
-import platform
+import gc
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from bench.engines import torchrun
 from bench.engines.cost.flop_handlers import CONVENTIONS
 from bench.engines.cost.latency import LatencyConfig
-from bench.engines.cost.measure import MethodCost, measure_method_size
-from bench.results.cost_csv import CostRow, write_cost_csv
-from bench.results.provenance import environment
+from bench.engines.cost.load import LoadReading, warn_if_loaded
+from bench.engines.cost.measure import MethodCost, Timing, count_graph, time_graph
+from bench.engines.cost.network import network_key
+from bench.engines.cost.precision import REFERENCE, precision
+from bench.results.cost_csv import CostRow, hw_text
 from protocols.core import UserError
 
-
-@dataclass(frozen=True)
-class CostConfig:
-    """What ``refsr-bench cost`` measures. Sizes are (height, width) in pixels; ``ref_sizes`` at HR resolution.
-    ``latency`` None: no timing; ``threads`` None: torch's choice; ``plugins``: user method files (already
-    loaded; handed to the memory-probe subprocess); ``command``: recorded in run.json."""
-
-    methods: tuple[str, ...]  # registry names, aliases or fnmatch patterns
-    out_dir: Path
-    lr_hw: tuple[int, int] = (128, 128)
-    ref_sizes: tuple[tuple[int, int], ...] = ((512, 512),)
-    scale: int = 4
-    device: str = "cpu"  # "cpu" or "cuda" (under torchrun: cuda:LOCAL_RANK)
-    conventions: tuple[str, ...] = ("macs",)
-    latency: LatencyConfig | None = None
-    memory: bool = True
-    threads: int | None = None
-    sweep_plot: bool = False  # write sweep.png / sweep.svg
-    plugins: tuple[str, ...] = ()
-    command: tuple[str, ...] = ()
-    show_progress: bool = True
+OUTCOMES = ("measured", "shared", "skipped", "method_skipped", "failed")
+TIMED_SHARE = 0.6  # of a cell's time share, for the timed loops; the rest: trace, warm-up, memory, PSNR
 
 
 @dataclass(frozen=True)
-class CostResult:
-    rows: tuple[CostRow, ...]
-    run_json: dict[str, Any]
-    failures: tuple[str, ...]  # methods with a size that raised (details in the run_json)
-    written: tuple[Path, ...] = field(default=())
+class Shape:
+    """A named (LR, Ref) setting; sizes (height, width) in pixels, Ref at HR resolution."""
 
-
-def sorted_ref_sizes(sizes: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-    """Unique sizes, smallest area first."""
-    return tuple(sorted(set(sizes), key=lambda hw: (hw[0] * hw[1], hw)))
-
-
-def summary_line(rows: Sequence[CostRow], method: str) -> str:
-    """One console line: parameters, FLOPS-T/-M per convention, latency, peak memory of one method and size."""
-
-    def pick(quantity: str, part: str = "total", convention: str = "-") -> float | None:
-        for row in rows:
-            if row.quantity == quantity and row.part == part and row.convention == convention:
-                return row.value
-        return None
-
-    params = pick("params")
-    used = pick("params_used")
-    parts = [f"{method} (LR {rows[0].lr_hw}, Ref {rows[0].ref_hw})"]
-    if params is not None:
-        parts.append(
-            f"params {params / 1e6:.3f}M ({int(params):,}" + (f"; used {int(used):,})" if used is not None else ")")
-        )
-    for convention in sorted({r.convention for r in rows if r.convention != "-"}):
-        total = pick("flops_t", convention=convention)
-        matching = pick("flops_m", "matching", convention)
-        text = f"{convention}: FLOPS-T {total:,.3f} GMACs"
-        if matching is not None:
-            text += f", FLOPS-M {matching:,.3f} GMACs"
-        parts.append(text)
-    median = pick("latency_ms_median")
-    if median is not None:
-        device = rows[0].device
-        label = "GPU (CUDA events)" if device == "cuda" else f"CPU wall, {int(pick('torch_threads') or 0)} threads"
-        parts.append(f"latency median {median:,.2f} ms (IQR {pick('latency_ms_iqr'):,.2f}; {label})")
-    for quantity, label in (("peak_allocated_mib", "GPU peak allocated"), ("peak_rss_delta_mib", "CPU peak RSS delta")):
-        value = pick(quantity)
-        if value is not None:
-            parts.append(f"{label} {value:,.1f} MiB")
-    return " | ".join(parts)
-
-
-def write_cost_run(out_dir: Path, rows: Sequence[CostRow], run_json: dict[str, Any]) -> None:
-    """``cost.csv`` and ``run.json`` (sorted keys, indent 1), each written atomically."""
-    write_cost_csv(out_dir / "cost.csv", rows)
-    tmp = out_dir / "run.json.tmp"
-    tmp.write_text(json.dumps(run_json, indent=1, sort_keys=True, default=str) + "\n")
-    tmp.replace(out_dir / "run.json")
-
-
-def _check(config: CostConfig) -> None:
-    if config.device not in ("cpu", "cuda"):
-        raise UserError(f"device must be cpu or cuda, got {config.device!r}")
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda requested but torch.cuda.is_available() is False; use --device cpu")
-    if config.threads is not None and config.threads < 1:
-        raise UserError(f"--threads must be >= 1, got {config.threads}")
-    latency = config.latency
-    if latency is not None and (latency.warmup < 0 or latency.repeat < 1):
-        raise UserError(f"--warmup must be >= 0 and --repeat >= 1; got {latency.warmup}, {latency.repeat}")
-    unknown = [c for c in config.conventions if c not in CONVENTIONS]
-    if unknown:
-        raise UserError(f"unknown counting convention(s) {unknown}; valid: {', '.join(CONVENTIONS)}")
-
-
-def _run_json(config: CostConfig) -> dict[str, Any]:
-    latency = config.latency
-    return {
-        "command": list(config.command),
-        "environment": environment(config.device, timing=True),
-        "settings": {
-            "lr_hw": list(config.lr_hw),
-            "ref_sizes": [list(s) for s in config.ref_sizes],
-            "scale": config.scale,
-            "conventions": list(config.conventions),
-            "latency": None if latency is None else {"warmup": latency.warmup, "repeat": latency.repeat},
-            "memory": config.memory,
-            "latency_excludes": "data loading and host-to-device copies (inputs live on the device)",
-        },
-        "methods": {},
-    }
+    name: str
+    lr_hw: tuple[int, int]
+    ref_hw: tuple[int, int]
 
 
 @dataclass
-class _Share:
-    """What one process measured: rows, run_json entry per method, failed methods."""
+class Budget:
+    """Wall-clock deadline (``time.perf_counter`` seconds) of the cost loop."""
 
+    deadline: float
+
+    def left_s(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def share_s(self, cells_left: int) -> float:
+        return max(0.0, self.left_s()) / max(1, cells_left)
+
+
+@dataclass(frozen=True)
+class CostRequest:
+    """What ``measure_cost`` measures (see the module docstring). ``where``: added to every measured cell's
+    ``measured_on`` (rank, host); ``progress``: the progress bar's label (None: no bar)."""
+
+    methods: tuple[tuple[str, int], ...]  # (registry name, scale)
+    shapes: tuple[Shape, ...]
+    devices: tuple[str, ...] = ("cpu",)
+    precisions: tuple[str, ...] = (REFERENCE,)
+    conventions: tuple[str, ...] = ("macs",)
+    latency: LatencyConfig | None = None
+    memory: bool = False
+    share_networks: bool = False
+    budget: Budget | None = None
+    plugins: tuple[str, ...] = ()
+    where: tuple[tuple[str, Any], ...] = ()
+    progress: str | None = "cost"
+
+
+@dataclass
+class Cell:
+    """One (device, shape, method): its rows and run.json ``entry``; ``outcome`` one of ``OUTCOMES``
+    (``method_skipped``: the method itself cannot be measured, e.g. no cost graph)."""
+
+    method: str
+    device: str
+    shape: Shape
+    entry: dict[str, Any]
     rows: list[CostRow] = field(default_factory=list)
-    entries: dict[str, Any] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
+    outcome: str = "measured"
+    load: LoadReading | None = None
 
 
-def _measure_one(config: CostConfig, name: str, device: str, share: _Share, where: dict[str, Any]) -> None:
-    """Every reference size of method ``name`` on ``device``, appended to ``share``."""
-    from methods import registry
+def check_request(request: CostRequest) -> None:
+    """User errors for devices, precisions, conventions and timing counts a request cannot measure."""
+    for device in request.devices:
+        if device.split(":")[0] not in ("cpu", "cuda"):
+            raise UserError(f"device must be cpu or cuda, got {device!r}")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError("--device cuda requested but torch.cuda.is_available() is False; use --device cpu")
+    for name in request.precisions:
+        precision(name)
+    unknown = [c for c in request.conventions if c not in CONVENTIONS]
+    if unknown:
+        raise UserError(f"unknown counting convention(s) {unknown}; valid: {', '.join(CONVENTIONS)}")
+    latency = request.latency
+    if latency is not None and (latency.warmup < 0 or latency.repeat < 1):
+        raise UserError(f"--warmup must be >= 0 and --repeat >= 1; got {latency.warmup}, {latency.repeat}")
 
-    entry: dict[str, Any] = {"sizes": [], "skipped": None}
-    share.entries[name] = entry
+
+class _State:
+    """What the loop remembers between cells: the last built method, networks measured, SISR LR sizes done,
+    and the number of distinct networks still to measure (for the budget share; counted on first need)."""
+
+    def __init__(self, request: CostRequest) -> None:
+        self.request = request
+        self.built: tuple[tuple[str, int, str], Any] | None = None
+        self.networks: dict[tuple[str, str], Cell] = {}
+        self.sisr_done: set[tuple[str, str, tuple[int, int]]] = set()
+        self.cells_left: int | None = None
+
+    def create(self, name: str, scale: int, device: str) -> Any:
+        """The method (reusing the last one built with these arguments) or the factory's UserError text."""
+        from methods import registry
+
+        key = (name, scale, device)
+        if self.built is None or self.built[0] != key:
+            self.built = None
+            gc.collect()
+            try:
+                self.built = (key, registry.create(name, scale=scale, device=device))
+            except UserError as error:
+                self.built = (key, f"factory: {error}")
+        return self.built[1]
+
+    def cap_s(self) -> float | None:
+        budget = self.request.budget
+        if budget is None:
+            return None
+        if self.cells_left is None:
+            self.cells_left = count_networks(self.request) * len(self.request.shapes) * len(self.request.devices)
+        cap = budget.share_s(self.cells_left) / len(self.request.precisions) * TIMED_SHARE
+        self.cells_left = max(1, self.cells_left - 1)
+        return cap
+
+
+def cost_graph(method: Any, shape: Shape, entry: dict[str, Any]) -> tuple[tuple[int, int], Any, Any]:
+    """(LR measured, module, inputs) of ``method`` at ``shape``; an LR the network refuses is padded up to the
+    method's ``lr_multiple`` (recorded in ``entry``)."""
     try:
-        method = registry.create(name, scale=config.scale, device=device)
+        return (shape.lr_hw, *method.cost_graph(shape.lr_hw, shape.ref_hw))
     except UserError as error:
-        entry["skipped"] = f"factory: {error}"
-        print(f"{name}: skipped ({error})", flush=True)
-        return
-    if not hasattr(method, "cost_graph"):
-        entry["skipped"] = "the method has no cost_graph"
-        print(f"{name}: skipped (no cost_graph)", flush=True)
-        return
-    sizes = config.ref_sizes if method.info.needs_reference else config.ref_sizes[:1]  # SISR: Ref ignored
-    for ref_hw in sizes:
-        lr, ref = list(config.lr_hw), list(ref_hw)
-        try:
-            result: MethodCost = measure_method_size(
-                name, method, scale=config.scale, lr_hw=config.lr_hw, ref_hw=ref_hw, device=device,
-                conventions=config.conventions, latency=config.latency, memory=config.memory,
-                plugins=config.plugins)
-        except (UserError, NotImplementedError) as error:
-            # matcher-only methods and sizes a method cannot take are recorded, not fatal
-            entry["sizes"].append({"lr_hw": lr, "ref_hw": ref, "skipped": str(error)})
-            print(f"{name} (LR {tuple(lr)}, Ref {tuple(ref)}): skipped ({error})", flush=True)
-            continue
-        except Exception as error:  # a method that cannot be traced or run must not lose the others' results
-            share.failures.append(name)
-            entry["sizes"].append({"lr_hw": lr, "ref_hw": ref, "error": f"{type(error).__name__}: {error}"})
-            print(f"{name} (LR {tuple(lr)}, Ref {tuple(ref)}): FAILED {type(error).__name__}: {error}",
-                  file=sys.stderr, flush=True)
-            continue
-        result.run_json["measured_on"].update(where)
-        share.rows += result.rows
-        entry["sizes"].append(result.run_json)
-        print(summary_line(result.rows, name), flush=True)
-        for convention, info in result.run_json["conventions"].items():
-            if info["unsupported_ops"]:
-                listing = ", ".join(f"{k} x{v}" for k, v in info["unsupported_ops"].items())
-                print(f"    {convention}: unsupported ops counted as 0: {listing}", flush=True)
+        multiple = max(1, int(getattr(method.info, "lr_multiple", 1)))
+        lr_run = (-(-shape.lr_hw[0] // multiple) * multiple, -(-shape.lr_hw[1] // multiple) * multiple)
+        if lr_run == shape.lr_hw:
+            raise
+        module, inputs = method.cost_graph(lr_run, shape.ref_hw)
+        entry["measured_lr_hw"] = list(lr_run)
+        entry["padding_why"] = f"{error} -> measured at LR {hw_text(lr_run)}, as predict() pads"
+        return lr_run, module, inputs
 
 
-def _finish(config: CostConfig, share: _Share, run_json: dict[str, Any], names: Sequence[str]) -> CostResult:
-    """Write the run folder (rank 0 / the only process) and say what was written."""
-    run_json["methods"] = {name: share.entries[name] for name in names if name in share.entries}
-    write_cost_run(config.out_dir, share.rows, run_json)
-    written = [config.out_dir / "cost.csv", config.out_dir / "run.json"]
-    if config.sweep_plot and share.rows:
-        written += _sweep_plot(share.rows, config.out_dir, run_json["environment"])
-    return CostResult(tuple(share.rows), run_json, tuple(sorted(set(share.failures))), tuple(written))
-
-
-def _sweep_plot(rows: Sequence[CostRow], out_dir: Path, env: dict[str, Any]) -> list[Path]:
-    from reports.plots import cost_vs_ref_size, save_figure
-
-    threads = env.get("torch_threads")
-    labelled = [replace(r, device_name=str(env.get("device_name") or ""),
-                        threads=threads if isinstance(threads, int) else 0) for r in rows]
-    figure = cost_vs_ref_size(labelled)
-    return [] if figure is None else list(save_figure(figure, out_dir, "sweep"))
-
-
-def measure_costs(config: CostConfig) -> CostResult:
-    """What ``refsr-bench cost`` does (see the module docstring); under torchrun every rank calls it and rank 0
-    returns the run's rows (the other ranks: every rank's failures, no rows)."""
+def count_networks(request: CostRequest) -> int:
+    """Distinct networks among the request's methods at its first shape (each built once on the CPU; with
+    ``share_networks`` twins count once): the budget's divisor."""
     from methods import registry
 
-    _check(config)
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    names = registry.resolve(list(config.methods))
-    ctx = torchrun.context()
-    if ctx.world_size > 1:
-        return _measure_distributed(config, names, ctx)
-    config.out_dir.mkdir(parents=True, exist_ok=True)
-    run_json = _run_json(config)
-    share = _Share()
-    where = {"rank": 0, "host": platform.node()}
-    progress = tqdm(names, desc="cost", unit="method", file=sys.stderr, mininterval=1.0,
-                    disable=not config.show_progress)
-    for name in progress:
-        progress.set_postfix_str(name)
-        _measure_one(config, name, config.device, share, where)
-        run_json["methods"] = dict(share.entries)
-        write_cost_run(config.out_dir, share.rows, run_json)  # after every method: a stopped run keeps its results
-    progress.close()
-    return _finish(config, share, run_json, names)
+    keys = set()
+    for name, scale in request.methods:
+        try:
+            method = registry.create(name, scale=scale, device="cpu")
+            if not hasattr(method, "cost_graph"):
+                continue
+            _, module, inputs = cost_graph(method, request.shapes[0], {})
+        except (UserError, NotImplementedError):
+            continue
+        keys.add(network_key(method, module, inputs) if request.share_networks else name)
+    return max(1, len(keys))
 
 
-def _measure_distributed(config: CostConfig, names: Sequence[str], ctx: torchrun.Context) -> CostResult:
-    import torch.distributed as dist
+def _cells(request: CostRequest) -> Iterator[tuple[str, Shape, tuple[str, int]]]:
+    for device in request.devices:
+        if request.budget is not None:  # shape-major: the first shape of every method first
+            yield from ((device, shape, method) for shape in request.shapes for method in request.methods)
+        else:
+            yield from ((device, shape, method) for method in request.methods for shape in request.shapes)
 
-    device = "cpu"
-    if config.device == "cuda":
-        if ctx.local_rank >= torch.cuda.device_count():
-            raise UserError(f"LOCAL_RANK {ctx.local_rank} but only {torch.cuda.device_count()} GPU(s) visible; "
-                            "start torchrun with --nproc-per-node at most the GPU count")
-        device = f"cuda:{ctx.local_rank}"
-        torch.cuda.set_device(device)
-    torchrun.init_process_group("gloo", ctx)
+
+def _free(device: str) -> None:
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+def _measure(state: _State, cell: Cell, method: Any, scale: int) -> None:
+    """Steps 2-4 of the module docstring for one cell whose method is built."""
+    request, shape, device = state.request, cell.shape, cell.device
+    lr_run, module, inputs = cost_graph(method, shape, cell.entry)
+    module = module.to(device).eval()
+    inputs = tuple(t.to(device) for t in inputs)
+    ref = shape.ref_hw if method.info.needs_reference else None
+    base: dict[str, Any] = {"method": cell.method, "lr_hw": hw_text(shape.lr_hw), "ref_hw": hw_text(ref),
+                            "device": device.split(":")[0]}
+    key = (device, network_key(method, module, inputs)) if request.share_networks else None
+    twin = state.networks.get(key) if key is not None else None
+    if twin is not None:
+        cell.rows = [replace(row, method=cell.method) for row in twin.rows]
+        cell.entry["same_network_as"] = twin.method
+        cell.entry["measured_on"] = dict(twin.entry.get("measured_on") or {})  # where the shared rows were measured
+        cell.outcome, cell.load = "shared", twin.load
+        return
+    padding = {k: cell.entry.pop(k) for k in ("measured_lr_hw", "padding_why") if k in cell.entry}
+    cost: MethodCost = count_graph(cell.method, method, module, inputs, (shape.lr_hw, shape.ref_hw), base,
+                                   request.conventions)
+    timing = Timing(request.latency, request.memory, request.precisions, state.cap_s(), request.plugins)
+    probe = {"method": cell.method, "scale": scale, "lr_hw": lr_run, "ref_hw": shape.ref_hw,
+             "plugins": request.plugins}
+    time_graph(cost, module, inputs, base, device, timing, probe)
+    cell.entry.update(cost.run_json, **padding)
+    cell.entry["measured_on"].update(dict(request.where))
+    cell.rows, cell.load = cost.rows, cost.load
+    if cost.failed is not None:
+        cell.entry["error"], cell.outcome = cost.failed, "failed"
+    elif key is not None:
+        state.networks[key] = cell
+
+
+def _one_cell(state: _State, device: str, shape: Shape, name: str, scale: int) -> Cell | None:
+    """Step 1 of the module docstring and the error handling around the rest; None: nothing to do (the Ref
+    size of a method that ignores the reference)."""
+    budget = state.request.budget
+    cell = Cell(name, device, shape, {"shape": shape.name, "lr_hw": list(shape.lr_hw), "ref_hw": list(shape.ref_hw)})
+    if budget is not None and budget.left_s() <= 0:
+        cell.entry["skipped"], cell.outcome = "budget spent before this cell (rerun with -m for the rest)", "skipped"
+        return cell
+    method = state.create(name, scale, device)
+    if isinstance(method, str) or not hasattr(method, "cost_graph"):
+        cell.entry["skipped"] = method if isinstance(method, str) else "the method has no cost_graph"
+        cell.outcome = "method_skipped"
+        return cell
+    if not method.info.needs_reference:
+        if (name, device, shape.lr_hw) in state.sisr_done:
+            return None
+        state.sisr_done.add((name, device, shape.lr_hw))
+        cell.entry["ref_hw"] = None
+    started = time.perf_counter()
     try:
-        where = {"rank": ctx.rank, "host": platform.node()}
-        keys: list[Any] = [None] * ctx.world_size
-        dist.all_gather_object(keys, (where["host"], device))
-        timed = config.latency is not None or config.memory
-        # ranks on one device measure one after another (rank order); untimed work runs all at once
-        my_turn = sum(1 for r in range(ctx.rank) if keys[r] == keys[ctx.rank]) if timed else 0
-        turns = max(sum(1 for k in keys if k == key) for key in keys) if timed else 1
-        mine = [names[i] for i in torchrun.balanced_split([1.0] * len(names), ctx.world_size)[ctx.rank]]
-        share, error = _Share(), None
-        if ctx.rank == 0:
-            config.out_dir.mkdir(parents=True, exist_ok=True)
-        for turn in range(turns):
-            if turn == my_turn:
-                try:
-                    for name in tqdm(mine, desc=f"cost rank {ctx.rank}", unit="method", file=sys.stderr,
-                                     disable=not config.show_progress):
-                        _measure_one(config, name, device, share, where)
-                except BaseException as failure:  # the other ranks wait at the barrier: tell them, then stop
-                    error = f"rank {ctx.rank}: {type(failure).__name__}: {failure}"
-            dist.barrier()
-        shares: list[Any] = [None] * ctx.world_size
-        dist.all_gather_object(shares, (share, error))
-        errors = [e for _, e in shares if e is not None]
-        if errors:
-            raise UserError("cost failed under torchrun: " + "; ".join(errors))
-        merged = _Share()
-        for part, _ in shares:
-            merged.rows += part.rows
-            merged.entries.update(part.entries)
-            merged.failures += part.failures
-        if ctx.rank != 0:
-            return CostResult((), {}, tuple(sorted(set(merged.failures))))
-        return _finish(config, merged, _run_json(config), names)
+        _measure(state, cell, method, scale)
+    except torch.cuda.OutOfMemoryError as error:
+        cell.entry["error"], cell.outcome = f"out of memory: {(str(error).splitlines() or [''])[0]}", "failed"
+    except (UserError, NotImplementedError) as error:  # matcher-only methods, sizes a method cannot take
+        cell.entry["skipped"], cell.outcome = str(error), "skipped"
+    except Exception as error:  # a network that cannot be traced or run must not lose the others' results
+        cell.entry["error"], cell.outcome = f"{type(error).__name__}: {error}", "failed"
     finally:
-        dist.destroy_process_group()
+        _free(device)
+    if cell.outcome in ("measured", "failed") and "measured_on" in cell.entry:
+        cell.entry["measured_on"]["seconds"] = round(time.perf_counter() - started, 2)
+    if cell.outcome == "measured" and cell.load is not None:
+        warn_if_loaded(cell.load, f"{name} ({shape.name}, {device})")
+    return cell
 
+
+def measure_cost(request: CostRequest, on_cell: Callable[[Cell], None] | None = None) -> list[Cell]:
+    """Every cell of ``request`` (see the module docstring), in order; ``on_cell`` sees each as it finishes."""
+    check_request(request)
+    state = _State(request)
+    order = list(_cells(request))
+    cells: list[Cell] = []
+    progress = tqdm(order, desc=request.progress or "cost", unit="cell", file=sys.stderr, mininterval=1.0,
+                    disable=request.progress is None)
+    for device, shape, (name, scale) in progress:
+        progress.set_postfix_str(f"{name} {shape.name}")
+        cell = _one_cell(state, device, shape, name, scale)
+        if cell is not None:
+            cells.append(cell)
+            if on_cell is not None:
+                on_cell(cell)
+    progress.close()
+    state.built = None
+    return cells
+
+
+def failed_methods(cells: Sequence[Cell]) -> list[str]:
+    """Methods with a failed cell, sorted."""
+    return sorted({cell.method for cell in cells if cell.outcome == "failed"})
