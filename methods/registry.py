@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import importlib.util
+import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ _CARDS: dict[str, MethodCard] = {card.name: card for card in BUILTIN_CARDS}
 _BUILTIN_NAMES = frozenset(_CARDS)
 _ALIASES: dict[str, str] = {alias: card.name for card in BUILTIN_CARDS for alias in card.aliases}
 _PLUGIN_FACTORIES: dict[str, Factory] = {}
+_PLUGIN_FILES: list[Path] = []  # plugin files loaded in this process, in load order (part of a run's identity)
 
 
 def register(card: MethodCard | str, factory: Factory) -> None:
@@ -81,6 +83,27 @@ def load_plugin(path: str | Path) -> None:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
+    if path.resolve() not in _PLUGIN_FILES:
+        _PLUGIN_FILES.append(path.resolve())
+
+
+def plugin_files() -> list[Path]:
+    """The plugin files loaded in this process (resolved paths, load order)."""
+    return list(_PLUGIN_FILES)
+
+
+def source_files(name: str, method: Method) -> list[Path]:
+    """The own source modules of method ``name`` (as registered) built as ``method``: its factory's file and its
+    class's file (sorted, unique); files that cannot be located (built-ins, C extensions) are left out."""
+    found: set[Path] = set()
+    for obj in (factory_of(card(name)), type(method)):
+        try:
+            source = inspect.getsourcefile(obj)
+        except TypeError:
+            continue
+        if source:
+            found.add(Path(source).resolve())
+    return sorted(found)
 
 
 def list_methods(pattern: str = "*") -> list[str]:

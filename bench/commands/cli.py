@@ -52,6 +52,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         shard=parse_shard(args.shard),
         allow_random_weights=args.allow_random_weights,
         save_images=args.save_images,
+        threads=args.threads,
     )
     records = run(config, allow_distributed=True)
     if os.environ.get("RANK", "0") != "0":
@@ -165,7 +166,7 @@ def _list_protocols(pattern: str, as_json: bool) -> None:
 
 
 def _cmd_weights(args: argparse.Namespace) -> int:
-    from methods.weights import all_weight_entries, fetch, recorded_hashes, weights_dir
+    from methods.weights import all_weight_entries, fetch, file_status, recorded_hashes, weights_dir
 
     folder = weights_dir(args.weights)
     if args.action == "list":
@@ -174,7 +175,8 @@ def _cmd_weights(args: argparse.Namespace) -> int:
             {
                 "method": entry.method,
                 "file": entry.file.file_name,
-                "installed": (folder / entry.file.file_name).is_file(),
+                "status": (status := file_status(entry.file, folder, recorded)),
+                "installed": status == "installed",  # verified once (pinned or recorded sha256), not just present
                 "sha256": entry.file.sha256 or recorded.get(entry.file.file_name),
                 "sha256_pinned": entry.file.sha256 is not None,
                 "source": entry.file.source,
@@ -188,7 +190,7 @@ def _cmd_weights(args: argparse.Namespace) -> int:
             return 0
         print(f"weights folder: {folder} (set REFSR_WEIGHTS to change)")
         for row in rows:
-            present = "installed" if row["installed"] else "missing"
+            present = row["status"]
             sha = row["sha256"] or "unknown"
             sha = sha if row["sha256_pinned"] or sha == "unknown" else f"{sha} (recorded)"
             print(f"  {row['method']:18s} {row['file']:32s} {present:9s} {row['source']:6s} sha256={sha}"
@@ -256,6 +258,8 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         "--allow-random-weights", action="store_true", help="plumbing tests only; records are tagged"
     )
     run_parser.add_argument("--save-images", action="store_true", help="also write the SR images as PNG")
+    run_parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice for one "
+                            "process, also under torchrun); part of the run identity")
     run_parser.set_defaults(handler=_cmd_run)
 
     merge_parser = sub.add_parser("merge", help="join sharded run folders")

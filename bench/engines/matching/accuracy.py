@@ -155,8 +155,7 @@ def match_accuracy(config: MatchConfig) -> list[Record]:
     timings aside); other ranks return an empty list."""
     from methods.registry import create
 
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    torchrun.apply_threads(config.threads)  # under torchrun: the threads one process would use
     if config.max_frames is not None and config.max_frames < 1:
         raise UserError(f"--max-frames must be >= 1; got {config.max_frames}")
     names = matcher_names(list(config.methods))

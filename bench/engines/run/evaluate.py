@@ -5,6 +5,7 @@ records to a journal (``bench.results.records.RecordAppender``). Both executors 
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,9 +14,10 @@ import torch
 from PIL import Image
 
 from bench.engines.run.plan import Group, Plan, RunConfig, group_key, image_path
-from bench.results.records import Record, RecordAppender
+from bench.results.records import Record, RecordAppender, write_atomic, write_error
 from methods.base import Method
 from protocols.core import Sample, UserError
+from protocols.imageio import pinned_sha256
 from protocols.pipeline import make_sample
 from protocols.scoring import score_levels, scored_levels
 
@@ -33,6 +35,14 @@ def evaluate_groups(
 ) -> None:
     """Predict and score ``groups``, appending each group's records; consecutive groups of one image share
     its sample. ``after_each(group)`` (optional) is called after each group (progress)."""
+    with pinned_sha256(work.pins):  # every decoded input must still be the file the identity hashed
+        _evaluate(config, work, run_id, groups, appender, prediction_cache, after_each)
+
+
+def _evaluate(
+    config: RunConfig, work: Plan, run_id: str, groups: list[Group], appender: RecordAppender,
+    prediction_cache: PredictionCache | None, after_each: Callable[[Group], object] | None,
+) -> None:
     spec = work.spec
     sample: Sample | None = None
     sample_of: tuple[str, int] | None = None
@@ -82,9 +92,14 @@ def _as_method_input(image: torch.Tensor | None, device: str) -> torch.Tensor | 
 def _save_png(path: Path, levels: np.ndarray) -> None:
     """Write the scored image (``scored_levels``' (H, W, C) levels) as an 8-bit PNG. Presets that round
     hold integers on [0, 255] here, so the PNG is byte-equal to what the metrics saw."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise write_error(path.parent, error) from None
     array = np.clip(np.round(levels), 0, 255).astype(np.uint8)
-    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(path)
+    buffer = io.BytesIO()
+    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(buffer, format="PNG")
+    write_atomic(path, buffer.getvalue())  # never a partial PNG under the name that marks the group done
 
 
 def _digest(image: torch.Tensor | None) -> str:

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.engines.torchrun import apply_threads
 from bench.results import provenance, rundir
 from bench.results.records import RANDOM_WEIGHTS_TAG
 from methods.base import Method
-from methods.registry import resolve
+from methods.registry import plugin_files, resolve, source_files
 from methods.weights import load_method, weight_files
 from protocols.core import UserError
 from protocols.datasets import DatasetItem, data_root, get_dataset, load_items, locate
@@ -38,6 +39,7 @@ class RunConfig:
     allow_random_weights: bool = False
     save_images: bool = False
     show_progress: bool = True
+    threads: int | None = None  # --threads: torch intra-op threads (None: what one plain process uses)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Plan:
     identity: dict[str, Any]
     data_folder: str
     determinism: dict[str, Any]
+    pins: dict[str, str]  # absolute path -> sha256 of every input file: what evaluation may decode
 
 
 Group = tuple[str, int, int]  # one unit of work: (reference policy, index into items, index into methods)
@@ -61,6 +64,7 @@ def plan(config: RunConfig) -> Plan:
     """Validate every option and input and compute the run identity; writes nothing."""
     spec = get_preset(config.preset)
     device_class = rundir.check_device(config.device)
+    apply_threads(config.threads)
     determinism = provenance.set_deterministic()  # before any method is created (seeded random weights)
     rundir.check_out_dir(config.out_dir)
     dataset = get_dataset(config.dataset)
@@ -81,22 +85,35 @@ def plan(config: RunConfig) -> Plan:
     folder = locate(dataset, data_root(config.data_root))
     inputs = rundir.input_fingerprints(all_items, folder)
     methods = [_prepared(name, spec, config, policies) for name in resolve(list(config.methods))]
+    identity = run_identity(config, spec, device_class, inputs, methods, policies, determinism)
+    data_folder = "<embedded>" if dataset.embedded else str(folder.resolve())
+    pins = {str(folder / file): sha for _, _, file, sha in inputs if file != "<embedded>"}
+    return Plan(spec, items, tuple(policies), methods, inputs, identity, data_folder, determinism, pins)
+
+
+def run_identity(
+    config: RunConfig, spec: ProtocolSpec, device_class: str, inputs: list[tuple[str, str, str, str]],
+    methods: list[tuple[Method, str]], policies: tuple[str, ...], determinism: dict[str, Any],
+) -> dict[str, Any]:
+    """THE run identity (``bench.results.rundir`` documents each key; ``run_id`` hashes it): what a resume must
+    match. The code and numeric environment are read now, so call it after the threads are set."""
     identity = {
         "schema": rundir.SCHEMA,
         "suite_version": rundir.suite_version(),
+        **rundir.environment_identity(config.device, determinism, plugin_files()),
         "dataset": config.dataset,
         "preset": spec.to_dict(),
         "device_class": device_class,
         "inputs_sha256": hashlib.sha256(rundir.inputs_text(inputs).encode()).hexdigest(),
         "methods": {
-            record_name: {"method": method.info.name, "weights": weight_files(method, config.weights, config.methods)}
+            record_name: {"method": method.info.name, "weights": weight_files(method, config.weights, config.methods),
+                          "source": rundir.sha256_files(source_files(record_name.removesuffix(RANDOM_WEIGHTS_TAG),
+                                                                     method))}
             for method, record_name in methods
         },
         "reference_policies": sorted(policies),
     }
-    identity = json.loads(json.dumps(identity))  # tuples -> lists, as it reads back from run.json
-    data_folder = "<embedded>" if dataset.embedded else str(folder.resolve())
-    return Plan(spec, items, tuple(policies), methods, inputs, identity, data_folder, determinism)
+    return json.loads(json.dumps(identity))  # tuples -> lists, as it reads back from run.json
 
 
 def _prepared(name: str, spec: ProtocolSpec, config: RunConfig, policies: tuple[str, ...]) -> tuple[Method, str]:
