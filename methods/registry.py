@@ -88,8 +88,13 @@ def load_plugin(path: str | Path) -> None:
 
 
 def plugin_files() -> list[Path]:
-    """The plugin files loaded in this process (resolved paths, load order)."""
+    """The plugin files loaded in this command (resolved paths, load order): part of a run's identity."""
     return list(_PLUGIN_FILES)
+
+
+def forget_plugin_files() -> None:
+    """Start a new command (``refsr-bench`` called in-process again): only its own ``--plugin`` files count."""
+    _PLUGIN_FILES.clear()
 
 
 def source_files(name: str, method: Method) -> list[Path]:

@@ -60,8 +60,9 @@ def file_sha256(path: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def pinned_sha256(mapping: Mapping[str | Path, str]) -> Iterator[None]:
-    """Within the block, ``read_image`` of a listed file refuses bytes whose sha256 is not the listed one."""
+def pinned_sha256(mapping: Mapping[str, str]) -> Iterator[None]:
+    """Within the block (``mapping``: file path -> sha256), ``read_image`` of a listed file refuses bytes whose
+    sha256 is not the listed one."""
     previous = dict(_PINNED)
     _PINNED.update({_key(Path(k)): v for k, v in mapping.items()})
     try:

@@ -32,7 +32,9 @@ def test_list_methods_one_line_each_with_aliases_task_scales_weights_paper(
     lines = {line.split()[0]: line for line in out.splitlines()[1:] if line and not line.startswith("weights:")}
     assert set(lines) >= {card.name for card in BUILTIN_CARDS}  # plus plugins other tests registered
     assert lines["masa_rec"].split()[1:5] == ["masa", "refsr", "4", "manual"] and "CVPR 2021" in lines["masa_rec"]
-    assert lines["carn_m"].split()[1:5] == ["-", "sisr", "2,3,4", "installed"] and "ECCV 2018" in lines["carn_m"]
+    # an empty file under the official name is not "installed" (issue 21): it is named invalid, with its reason
+    assert lines["carn_m"].split()[1:5] == ["-", "sisr", "2,3,4", "invalid"] and "ECCV 2018" in lines["carn_m"]
+    assert "carn_m: weights invalid: empty (0 bytes)" in out
     assert lines["zncc"].split()[2] == "matcher" and lines["crossnet"].split()[4] == "none"
     assert lines["bicubic"].split()[3] == "2,3,4,8+"
 

@@ -125,9 +125,14 @@ def _list_methods(pattern: str, weights: str | None, as_json: bool) -> None:
     print(f"{'name':18s} {'aliases':12s} {'task':8s} {'scales':10s} {'weights':10s} paper")
     for row in rows:
         aliases = ",".join(row["aliases"]) or "-"  # type: ignore[arg-type]
-        print(f"{row['name']:18s} {aliases:12s} {row['task']:8s} {row['scales']:10s} {row['weights']:10s} "
+        status = str(row["weights"]).split(":", 1)[0]  # "invalid: <reason>": the reason is listed below
+        print(f"{row['name']:18s} {aliases:12s} {row['task']:8s} {row['scales']:10s} {status:10s} "
               f"{row['paper']}: {row['title']}")
-    print(f"weights: installed (in {folder}) / fetchable (`refsr-bench weights fetch NAME`) / "
+    for row in rows:
+        if str(row["weights"]).startswith("invalid"):
+            print(f"{row['name']}: weights {row['weights']}")
+    print(f"weights: installed (in {folder}, verified) / unverified (present; `refsr-bench weights fetch NAME` "
+          "verifies it) / invalid / fetchable (`refsr-bench weights fetch NAME`) / "
           "manual (download by hand, see `weights fetch NAME`) / none (no official checkpoint)")
 
 
@@ -309,9 +314,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = list(sys.argv[1:] if argv is None else argv)
         parser = build_parser(_verb_of(argv))
         args = parser.parse_args(argv)
-        if args.plugin:
-            from methods.registry import load_plugin
+        from methods.registry import forget_plugin_files, load_plugin
 
+        forget_plugin_files()
+        if args.plugin:
             for plugin in args.plugin:
                 _load_plugin(load_plugin, plugin)
         return int(args.handler(args))

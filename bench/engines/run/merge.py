@@ -162,7 +162,7 @@ def merge(run_dirs: list[Path], out_dir: Path, partial: bool = False) -> list[Re
         if _check_target(out_dir, summary_text, text.encode()):  # another merge got there first
             return read_records(out_dir / "records.csv")
         lock.check()
-        contents = {rundir.INPUTS_FILE: (run_dirs[0] / rundir.INPUTS_FILE).read_bytes(),
+        contents: dict[str, bytes | str] = {rundir.INPUTS_FILE: (run_dirs[0] / rundir.INPUTS_FILE).read_bytes(),
                     CHECKSUM_FILE: hashlib.sha256(text.encode()).hexdigest() + "\n", "records.csv": text,
                     "run.json": summary_text}
         try:
