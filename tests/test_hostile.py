@@ -86,49 +86,51 @@ def killed(tmp_path: Path, data: Path, capsys, monkeypatch: pytest.MonkeyPatch) 
 
 # --- 1. a lock that holds ---------------------------------------------------------------------------
 
-SLOW_PLUGIN = """
+GATED_PLUGIN = """
 import os, time
 from methods.bicubic import bicubic
 from methods.registry import register
 
-def slow_bicubic(scale=4, device="cpu"):
+def gated_bicubic(scale=4, device="cpu"):
     method = bicubic(scale=scale)
     upsample = method.predict
     def predict(lr, ref=None, ref_lr=None):
-        time.sleep(float(os.environ.get("SLOW_S", "0.5")))
+        deadline = time.monotonic() + 300
+        while not os.path.exists(os.environ["GATE"]) and time.monotonic() < deadline:
+            time.sleep(0.05)  # holds the run mid-way until the test opens the gate
         return upsample(lr)
     method.predict = predict
     return method
 
-register("slow_bicubic", slow_bicubic)
+register("gated_bicubic", gated_bicubic)
 """
 
 
-def _slow(plugin: Path, data: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "bench", "--plugin", str(plugin), "run", "-p", PROTOCOL, "-m", "slow_bicubic",
+def _gated(plugin: Path, data: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "bench", "--plugin", str(plugin), "run", "-p", PROTOCOL, "-m", "gated_bicubic",
             "--data", str(data), "--out", str(out), "--threads", "1"]
 
 
-def test_deleting_run_lock_mid_run_lets_no_second_writer_in(tmp_path: Path, data: Path, capsys) -> None:
-    plugin = tmp_path / "slow.py"
-    plugin.write_text(SLOW_PLUGIN)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SLOW_S": "0.6"}
-    out = tmp_path / "shared"
-    first = subprocess.Popen(_slow(plugin, data, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+def test_deleting_run_lock_mid_run_lets_no_second_writer_in(tmp_path: Path, data: Path) -> None:
+    plugin, gate, out = tmp_path / "gated.py", tmp_path / "gate", tmp_path / "shared"
+    plugin.write_text(GATED_PLUGIN)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GATE": str(gate)}
+    first = subprocess.Popen(_gated(plugin, data, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while not ((out / "records.csv").is_file() and (out / rundir.LOCK_FILE).is_file()):
-        assert time.monotonic() < deadline and first.poll() is None
+        assert time.monotonic() < deadline and first.poll() is None, first.stderr
         time.sleep(0.05)
-    (out / rundir.LOCK_FILE).unlink()  # the hostile step
-    second = subprocess.run(_slow(plugin, data, out), env=env, capture_output=True, text=True, timeout=300)
+    (out / rundir.LOCK_FILE).unlink()  # the hostile step, while the first writer is held mid-run
+    open_gate = {**env, "GATE": str(plugin)}  # an existing path: were the second let in, it would not wait
+    second = subprocess.run(_gated(plugin, data, out), env=open_gate, capture_output=True, text=True, timeout=300)
+    gate.write_text("")
     first_err = first.communicate(timeout=300)[1]
-    _fine(first.returncode, first_err, 0)
     _fine(second.returncode, second.stderr)
     assert "being written by another refsr-bench process" in second.stderr
+    _fine(first.returncode, first_err, 0)
     reference = tmp_path / "reference"
-    env_fast = {**env, "SLOW_S": "0"}
-    subprocess.run(_slow(plugin, data, reference), env=env_fast, check=True, capture_output=True, timeout=300)
+    subprocess.run(_gated(plugin, data, reference), env=env, check=True, capture_output=True, timeout=300)
     _same_as(out, reference)
 
 
