@@ -152,7 +152,8 @@ def read_checkpoint(
                 loaded = loaded[key]
                 break
     if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise UserError(f"{path} does not hold a state_dict of tensors (top-level keys: {list(loaded)[:8]})")
+        what = f"top-level keys: {list(loaded)[:8]}" if isinstance(loaded, Mapping) else f"a {type(loaded).__name__}"
+        raise UserError(f"{path} does not hold a state_dict of tensors ({what})")
     return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in loaded.items()}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ _CARDS: CardRegistry[MethodCard] = CardRegistry("method", BUILTIN_CARDS, lambda 
 _BUILTIN_NAMES = frozenset(card.name for card in BUILTIN_CARDS)
 _ALIASES = _CARDS.aliases  # alias -> method name (the registry's own table)
 _PLUGIN_FACTORIES: dict[str, Factory] = {}
+_PLUGIN_FILES: list[Path] = []  # plugin files loaded in this process, in load order (part of a run's identity)
 
 
 def register(card: MethodCard | str, factory: Factory) -> None:
@@ -75,6 +77,32 @@ def load_plugin(path: str | Path) -> None:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
+    if path.resolve() not in _PLUGIN_FILES:
+        _PLUGIN_FILES.append(path.resolve())
+
+
+def plugin_files() -> list[Path]:
+    """The plugin files loaded in this command (resolved paths, load order): part of a run's identity."""
+    return list(_PLUGIN_FILES)
+
+
+def forget_plugin_files() -> None:
+    """Start a new command (``refsr-bench`` called in-process again): only its own ``--plugin`` files count."""
+    _PLUGIN_FILES.clear()
+
+
+def source_files(name: str, method: Method) -> list[Path]:
+    """The own source modules of method ``name`` (as registered) built as ``method``: its factory's file and its
+    class's file (sorted, unique); files that cannot be located (built-ins, C extensions) are left out."""
+    found: set[Path] = set()
+    for obj in (factory_of(card(name)), type(method)):
+        try:
+            source = inspect.getsourcefile(obj)
+        except TypeError:
+            continue
+        if source:
+            found.add(Path(source).resolve())
+    return sorted(found)
 
 
 def list_methods(pattern: str = "*") -> list[str]:

@@ -129,15 +129,50 @@ def recorded_hashes(folder: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
 
 
+def checkpoint_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a PyTorch checkpoint from its first bytes (None: it may be one)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as error:
+        return f"unreadable ({error.strerror})"
+    if not head:
+        return "empty (0 bytes)"
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        return "not a PyTorch checkpoint (neither zip nor pickle)"
+    return None
+
+
+def file_status(weight: WeightFile, folder: Path, recorded: dict[str, str] | None = None) -> str:
+    """One weight file: ``missing``; ``installed`` only when verified (its sha256 is the card's pinned one, or the
+    one ``sha256.json`` recorded when a strict ``weights_only`` layout load verified it); ``invalid: <reason>``
+    (not a checkpoint, or not the pinned file); else ``unverified`` (``weights fetch`` verifies it)."""
+    path = folder / weight.file_name
+    if not path.is_file():
+        return "missing"
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        return f"invalid: {problem}"
+    digest = sha256_of(path)
+    if weight.sha256 is not None:
+        return "installed" if digest == weight.sha256 else "invalid: sha256 is not the official file's"
+    recorded = recorded_hashes(folder) if recorded is None else recorded
+    return "installed" if recorded.get(weight.file_name) == digest else "unverified"
+
+
 def weight_status(method_card: MethodCard, folder: Path) -> str:
-    """``installed`` (every file present), ``fetchable`` (``weights fetch`` can download what is missing),
-    ``manual`` (some missing file has no direct link: download it by hand) or ``none`` (no official weights)."""
+    """``installed`` (every file present and verified: ``file_status``), ``invalid: <reason>`` or ``unverified``
+    (the first such file), ``fetchable`` (``weights fetch`` can download what is missing), ``manual`` (some missing
+    file has no direct link: download it by hand) or ``none`` (no official weights)."""
     if not method_card.weights:
         return "none"
     missing = [f for f in method_card.weights if not (folder / f.file_name).is_file()]
-    if not missing:
-        return "installed"
-    return "manual" if any(f.source == "manual" for f in missing) else "fetchable"
+    if missing:
+        return "manual" if any(f.source == "manual" for f in missing) else "fetchable"
+    recorded = recorded_hashes(folder)
+    statuses = [file_status(f, folder, recorded) for f in method_card.weights]
+    return next((s for s in statuses if s.startswith("invalid")), None) or next(
+        (s for s in statuses if s != "installed"), "installed")
 
 
 def runnable_methods(weights: str | Path | None, scale: int) -> list[str]:
@@ -197,8 +232,8 @@ def check_checkpoint_file(path: Path) -> None:
 def _guarded(name: str, load: Callable[[], str | None]) -> str | None:
     try:
         return load()
-    except UserError as error:
-        raise UserError(f"{name}: {_first_line(str(error))}") from None
+    except UserError as error:  # our own messages: every line (a layout mismatch lists its keys on later lines)
+        raise UserError(f"{name}: {str(error).strip() or 'unknown error'}") from None
     except _CHECKPOINT_ERRORS as error:
         raise UserError(f"{name}: the checkpoint does not fit this method: {_first_line(str(error))}") from None
 
@@ -328,6 +363,28 @@ def _fetch_one(method_card: MethodCard, weight: WeightFile, folder: Path, listin
         return _verify_and_install(method_card, weight, part, folder, weight.url)
 
 
+def verify_existing(method_card: MethodCard, weight: WeightFile, folder: Path) -> None:
+    """Verify a file already under an official name before anything is said about it: its pinned sha256, else a
+    strict ``weights_only`` layout load (then its sha256 is recorded in ``sha256.json``). A file that fails is
+    left in place and named (UserError): it is the user's file, not ours to delete."""
+    target = folder / weight.file_name
+    status = file_status(weight, folder)
+    if status == "installed":
+        return
+    if status == "unverified":
+        try:
+            verify_layout(method_card, weight, target)
+        except UserError as error:
+            status = f"invalid: {str(error).strip()}"
+        else:
+            digest = sha256_of(target)
+            print(f"sha256 {digest}  {weight.file_name} (no pinned hash: verified by layout; recorded in "
+                  f"{folder / RECORDED_HASHES})")
+            _record_hash(folder, weight.file_name, digest)
+            return
+    raise UserError(f"{target} is already there but is {status}; delete or replace it and run the fetch again")
+
+
 def _manual_message(files: list[tuple[WeightFile, Path]]) -> str:
     lines = [
         f"{weight.file_name}: no direct download link is documented; get it from {weight.url} "
@@ -364,7 +421,12 @@ def fetch(name: str, folder: Path) -> list[Path]:
     listings: FolderListings = {}
     for entry in entries:
         target = folder / entry.file.file_name
-        if target.is_file() and (entry.file.sha256 is None or sha256_of(target) == entry.file.sha256):
+        if target.is_file():
+            try:
+                verify_existing(card(entry.method), entry.file, folder)
+            except UserError as error:
+                failures.append(str(error))
+                continue
             done.append(target)
             continue
         if entry.file.source == "manual":

@@ -81,6 +81,7 @@ class DatasetCard:
     column_label: str = ""
     level_names: tuple[tuple[str, str], ...] = ()
     matching_passes: tuple[str, ...] = ()
+    image_count: int = 0  # images of the canonical (published) set; 0 = no canonical count. Reports mark fewer.
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
@@ -111,7 +112,32 @@ class DatasetCard:
                 f"use `refsr-bench match -d {self.name}`"
             )
         items: list[DatasetItem] = resolve_loader(self.loader)(folder)
+        check_item_names(items, folder)
         return items
+
+
+RESERVED_IMAGE_NAMES = ("ALL", "MEAN")  # aggregate rows of records (pooled, mean over frames) and golden files
+
+
+def _unsafe_name(name: str) -> str | None:
+    """Why an image name cannot be written to records.csv / inputs.csv and read back as the same name."""
+    if any(0xDC80 <= ord(c) <= 0xDCFF for c in name):
+        return "is not valid UTF-8"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        return "holds a control character (newline, tab, ...)"
+    if name in RESERVED_IMAGE_NAMES:
+        return f"is reserved for aggregate rows ({' and '.join(RESERVED_IMAGE_NAMES)})"
+    return None
+
+
+def check_item_names(items: list[DatasetItem], folder: Path) -> None:
+    """Refuse image names that cannot round-trip through the records (shown with ``ascii()``, which is safe to
+    print for any name); commas and quotes are fine (CSV quoting)."""
+    bad = [(item.name, why) for item in items if (why := _unsafe_name(item.name)) is not None]
+    if bad:
+        listing = "; ".join(f"{ascii(name)} {why}" for name, why in bad[:5])
+        raise UserError(f"{ascii(str(folder))}: image name(s) that records cannot hold: {listing}"
+                        f"{f' (and {len(bad) - 5} more)' if len(bad) > 5 else ''}; rename them")
 
 
 def resolve_loader(loader: Loader) -> Callable[..., Any]:
@@ -122,9 +148,29 @@ def resolve_loader(loader: Loader) -> Callable[..., Any]:
     return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]
 
 
+def _entry_problem(path: Path) -> str | None:
+    """Why a folder entry with an image suffix cannot be read as an image (None: a readable regular file)."""
+    if path.is_symlink() and not path.exists():
+        return "dangling symlink"
+    if not path.exists():
+        return "vanished"
+    if not path.is_file():
+        return "not a regular file"
+    if not os.access(path, os.R_OK):
+        return "not readable"
+    return None
+
+
 def _images_in(folder: Path) -> list[Path]:
-    """Image files of ``folder`` sorted by name; two files with one stem (``a.png``, ``a.jpg``) are an error."""
-    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """Image files of ``folder`` sorted by name; two files with one stem (``a.png``, ``a.jpg``) are an error, and so
+    is an entry with an image suffix that is no readable regular file (dangling symlink, folder, FIFO ...)."""
+    entries = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    broken = [(p, why) for p in entries if (why := _entry_problem(p)) is not None]
+    if broken:
+        listing = "; ".join(f"{ascii(p.name)} ({why})" for p, why in broken[:5])
+        raise UserError(f"{ascii(str(folder))}: entries that are not readable image files: {listing}; "
+                        "fix or remove them (every entry of a dataset folder is accounted for)")
+    images = entries
     by_stem: dict[str, list[str]] = {}
     for path in images:
         by_stem.setdefault(path.stem, []).append(path.name)
@@ -249,31 +295,34 @@ _SINTEL_LAYOUT = (
 )
 
 BUILTIN_DATASETS: tuple[DatasetCard, ...] = (
-    DatasetCard("set5", "Set5", ("Set5",), "Set5/<name>.png (5 HR images)", _flat_hr, column_label="Set5"),
-    DatasetCard("set14", "Set14", ("Set14",), "Set14/<name>.png (14 HR images)", _flat_hr, column_label="Set14"),
+    DatasetCard("set5", "Set5", ("Set5",), "Set5/<name>.png (5 HR images)", _flat_hr, column_label="Set5",
+                image_count=5),
+    DatasetCard("set14", "Set14", ("Set14",), "Set14/<name>.png (14 HR images)", _flat_hr,
+                column_label="Set14", image_count=14),
     DatasetCard("b100", "B100 (BSD100)", ("B100", "BSD100", "BSDS100"), "B100/<name>.png (100 HR images)", _flat_hr,
-                column_label="B100"),
+                column_label="B100", image_count=100),
     DatasetCard("urban100", "Urban100", ("Urban100",), "Urban100/img_NNN.png", _flat_hr, column_label="Urban100",
-                job=(_REFSR, _SISR)),
+                job=(_REFSR, _SISR), image_count=100),
     DatasetCard("manga109", "Manga109", ("Manga109",), "Manga109/<Title>.png (109 images)", _manga109,
-                column_label="Manga109", job=(_REFSR, _SISR)),
+                column_label="Manga109", job=(_REFSR, _SISR), image_count=109),
     DatasetCard("wrsr", "WR-SR", ("WR-SR",), "WR-SR/input/NNN.png, WR-SR/ref/NNN_ref.png, WR-SR/WR-SR_pairs.txt",
-                _wrsr, has_references=True, column_label="WR-SR", job=(_REFSR, JobStep("c2matching2021"))),
+                _wrsr, has_references=True, column_label="WR-SR", job=(_REFSR, JobStep("c2matching2021")),
+                image_count=80),
     DatasetCard(
         "sun80", "Sun80 (Sun & Hays)", ("Sun80", "Sun_Hays80"),
         "Sun80/Sun_Hays_SR_groundtruth/<name>.jpg and Sun80/Sun_Hays_SR_scenematches/<name>.jpg/*.jpg",
-        _sun80, has_references=True, column_label="Sun80", job=(_REFSR,),
+        _sun80, has_references=True, column_label="Sun80", job=(_REFSR,), image_count=80,
     ),
     DatasetCard(
         "flickr1024", "Flickr1024 (stereo)", ("Flickr1024",),
         "Flickr1024/Test/NNNN_L.png (input) and NNNN_R.png (reference)", _flickr1024, has_references=True,
-        column_label="Flickr1024", job=(_REFSR, JobStep("e2ent2_2020")),
+        column_label="Flickr1024", job=(_REFSR, JobStep("e2ent2_2020")), image_count=112,
     ),
     DatasetCard(
         "cufed5", "CUFED5", ("CUFED5",), "CUFED5/NNN_0.png (HR) and NNN_1.png ... NNN_5.png (references XH..XL)",
         _cufed5, has_references=True, column_label="CUFED5",
         level_names=(("level:1", "XH"), ("level:2", "H"), ("level:3", "M"), ("level:4", "L"), ("level:5", "XL")),
-        job=(JobStep("refsr", levels="all"), JobStep("refsr", levels="stitch5_masa")),
+        job=(JobStep("refsr", levels="all"), JobStep("refsr", levels="stitch5_masa")), image_count=126,
     ),
     DatasetCard(
         "sintel", "MPI Sintel", ("MPI-Sintel", "MPI-Sintel_subset"), _SINTEL_LAYOUT,

@@ -7,12 +7,21 @@ TIFF) and 32-bit integer or float files are always rejected: Pillow can only rea
 
 The size rule: a file with more than ``max_image_pixels()`` pixels (width x height; default 100 million,
 set ``REFSR_MAX_PIXELS`` to change it) is rejected before it is decoded.
+
+Hash what you score: ``read_image`` reads a file's bytes once and decodes those bytes; inside
+``pinned_sha256(mapping)`` (a run pins the sha256 it recorded for each input) it first checks that those bytes
+have the pinned sha256, so a file replaced while a run is going is refused, never scored from other bytes
+than the ones its identity names.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import os
 import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +31,59 @@ from protocols.core import UserError
 
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
 _HIGH_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+_PINNED: dict[str, str] = {}  # absolute path -> sha256 the running run recorded (``pinned_sha256``)
+
+
+def _key(path: Path) -> str:
+    return os.path.abspath(path)
+
+
+def read_file_bytes(path: str | Path) -> bytes:
+    """All bytes of ``path``; a UserError naming it when it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror}") from None
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 (hex) of a file's bytes."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror}") from None
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def pinned_sha256(mapping: Mapping[str, str]) -> Iterator[None]:
+    """Within the block (``mapping``: file path -> sha256), ``read_image`` of a listed file refuses bytes whose
+    sha256 is not the listed one."""
+    previous = dict(_PINNED)
+    _PINNED.update({_key(Path(k)): v for k, v in mapping.items()})
+    try:
+        yield
+    finally:
+        _PINNED.clear()
+        _PINNED.update(previous)
+
+
+def _checked_bytes(path: Path) -> bytes:
+    data = read_file_bytes(path)
+    expected = _PINNED.get(_key(path))
+    if expected is not None:
+        got = hashlib.sha256(data).hexdigest()
+        if got != expected:
+            raise UserError(
+                f"{path} changed while the run was going (sha256 {expected[:12]}... when the run started, "
+                f"{got[:12]}... now); nothing was scored from it. Restore it and rerun the same command, or start "
+                "a fresh run with another --out"
+            )
+    return data
 
 
 def max_image_pixels() -> int:
@@ -34,15 +96,16 @@ def max_image_pixels() -> int:
     return int(text)
 
 
-def _open(path: Path) -> Image.Image:
-    """Open (header only) with Pillow's own decompression-bomb check replaced by ``max_image_pixels``."""
+def _open(path: Path, data: bytes | None = None) -> Image.Image:
+    """Open (header only; from ``data`` when given, else the file) with Pillow's own decompression-bomb check
+    replaced by ``max_image_pixels``."""
     limit = max_image_pixels()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         previous = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
         try:
-            image = Image.open(path)
+            image = Image.open(path if data is None else io.BytesIO(data))
         finally:
             Image.MAX_IMAGE_PIXELS = previous
     width, height = image.size
@@ -110,8 +173,9 @@ def read_image(path: str | Path, *, grey: str = "replicate", high_bit_depth: str
     path = Path(path)
     if not path.is_file():
         raise UserError(f"image file not found: {path}")
+    data = _checked_bytes(path)  # read once: these bytes are hashed (when pinned) and decoded
     try:
-        with _open(path) as image:
+        with _open(path, data) as image:
             mode = image.mode
             _check_depth(image, path, high_bit_depth)
             image.load()
@@ -128,10 +192,17 @@ def read_image(path: str | Path, *, grey: str = "replicate", high_bit_depth: str
         raise UserError(f"cannot read image {path}: {error} (corrupt or not an image file)") from error
 
 
+def levels_png_bytes(levels: np.ndarray) -> bytes:
+    """(H, W, C) levels on [0, 255] (C = 3 RGB, or 1 grey) encoded as an 8-bit PNG, rounding half to even and
+    clipping. Integer levels come back unchanged from ``read_image``."""
+    array = np.clip(np.round(levels), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def write_levels_png(path: str | Path, levels: np.ndarray) -> None:
-    """Write (H, W, C) levels on [0, 255] (C = 3 RGB, or 1 grey) as an 8-bit PNG, rounding half to even and
-    clipping; parent folders are created. Integer levels come back unchanged from ``read_image``."""
+    """Write ``levels_png_bytes(levels)`` to ``path``; parent folders are created."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    array = np.clip(np.round(levels), 0, 255).astype(np.uint8)
-    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(path)
+    path.write_bytes(levels_png_bytes(levels))

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.results.cost_csv import CostRow, loaded_measurements, read_cost_csv  # the cost.csv format (torch-free)
-from bench.results.records import RANDOM_WEIGHTS_TAG, Record, read_records, run_json_dataset
+from bench.results.records import RANDOM_WEIGHTS_TAG, Record, is_journal, read_records, run_json_dataset
 from protocols.core import UserError
+from protocols.datasets import DATASETS
 
 POOLED_IMAGE = "ALL"  # a record over all images (matching accuracy is pooled over positions), not an image
 
@@ -56,6 +57,7 @@ class Results:
     match_images: list[SavedImage] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     dropped_random_weight_records: int = 0
+    unfinished: set[tuple[str, str, str]] = field(default_factory=set)  # (dataset, preset, method) of unfinished runs
 
 
 MeanKey = tuple[str, str, str, str, str]  # (dataset, preset, method, reference, metric)
@@ -66,11 +68,23 @@ class Mean:
     value: float
     count: int  # images averaged; 0 when the value is a pooled record (image "ALL")
     pooled: bool
+    expected: int = 0  # the dataset's canonical image count (its card's image_count; 0 = none)
+    unfinished: bool = False  # from a run that did not finish
+
+    @property
+    def partial(self) -> str:
+        """How this value is partial, as tables print it ("2/14", "unfinished"), or "" when it is complete: a mean
+        over fewer images than the dataset's canonical set, or any value of an unfinished run."""
+        if not self.pooled and self.expected and self.count < self.expected:
+            return f"{self.count}/{self.expected}" + (" unfinished" if self.unfinished else "")
+        return "unfinished" if self.unfinished else ""
 
 
-def means(records: list[Record]) -> dict[MeanKey, Mean]:
+def means(records: list[Record], unfinished: set[tuple[str, str, str]] | frozenset[tuple[str, str, str]] = frozenset(),
+          ) -> dict[MeanKey, Mean]:
     """Dataset values: the mean of per-image values, or the pooled record (image ``ALL``) where a run wrote one
-    (matching accuracy is pooled over all positions of all frames: protocols.md §6 #11)."""
+    (matching accuracy is pooled over all positions of all frames: protocols.md §6 #11). Each carries the
+    dataset's canonical image count and whether its (dataset, preset, method) came from an unfinished run."""
     per_image: dict[MeanKey, list[float]] = defaultdict(list)
     pooled: dict[MeanKey, float] = {}
     for r in records:
@@ -81,9 +95,11 @@ def means(records: list[Record]) -> dict[MeanKey, Mean]:
             per_image[key].append(r.value)
     out: dict[MeanKey, Mean] = {}
     for key, values in per_image.items():
-        out[key] = Mean(math.fsum(values) / len(values), len(values), False)
+        card = DATASETS.get(key[0])
+        out[key] = Mean(math.fsum(values) / len(values), len(values), False, card.image_count if card else 0,
+                        key[:3] in unfinished)
     for key, value in pooled.items():
-        out[key] = Mean(value, 0, True)
+        out[key] = Mean(value, 0, True, 0, key[:3] in unfinished)
     return out
 
 
@@ -141,6 +157,10 @@ def collect(result_dirs: list[Path]) -> Results:
                     records = read_records(folder / "records.csv")
                 except ValueError as error:
                     raise UserError(str(error)) from error
+                if is_journal(folder / "records.csv"):
+                    results.warnings.append(f"{label}: an unfinished run (records.csv is still a journal); its values "
+                                            "are marked partial")
+                    results.unfinished |= {(r.dataset, r.preset, r.method) for r in records}
                 kept = []
                 for record in records:
                     if RANDOM_WEIGHTS_TAG in record.method:

@@ -106,6 +106,8 @@ def latex_cell(cell: Cell, decimals: int) -> str:
         main = rf"\textbf{{{main}}}"
     elif cell.rank == 2:
         main = rf"\underline{{{main}}}"
+    if cell.partial:  # a mean over part of the dataset (or an unfinished run): said in the cell itself
+        main += rf"\textsuperscript{{{latex_escape(cell.partial)}}}"
     return main + (rf" {{\scriptsize {small}}}" if small else "")
 
 
@@ -151,6 +153,9 @@ def render_latex(model: TableModel) -> str:
         legend += [r"\textbf{best}", r"\underline{second}"]
     if any(c.paper_text is not None for row in model.rows for c in row.cells):
         legend.append(r"(paper value; $\Delta$ = ours $-$ paper)")
+    if any(c.partial for row in model.rows for c in row.cells):
+        legend.append(r"$^{k/n}$ = partial: mean of $k$ of the dataset's $n$ images (or an unfinished run); "
+                      r"no $\Delta$ to the paper for it")
     if model.compare_label != "paper":
         legend.append(rf"($\Delta$ = row $-$ {latex_escape(model.compare_label)})")
     legend += [f"{latex_escape(REASON_ABBREVIATIONS.get(r, '?'))} = {latex_escape(r)}" for r in used]
@@ -189,6 +194,8 @@ def html_table(model: TableModel) -> dict[str, Any]:
             ours = format_number(cell.ours, column.decimals) if cell.ours is not None else ""
             classes = ["best" if cell.rank == 1 else "second" if cell.rank == 2 else "", "" if ours else "missing"]
             title = []
+            if cell.partial:
+                title.append(f"partial ({cell.partial}): not the full dataset, so no Δ to the paper")
             if cell.count:
                 title.append(f"mean of {cell.count} images")
             if cell.note:
@@ -196,6 +203,7 @@ def html_table(model: TableModel) -> dict[str, Any]:
             cells.append({
                 "sort": _sort_value(cell.ours),
                 "ours": ours, "reason": short_reason(cell.reason), "reason_full": cell.reason or "",
+                "partial": cell.partial,
                 "paper": cell.paper_text or "",
                 "delta": format_delta(cell.delta, column.decimals), "classes": " ".join(c for c in classes if c),
                 "title": "; ".join(title),

@@ -131,6 +131,7 @@ class Cell:
     rank: int = 0  # 1 = best, 2 = second best (by the column's direction), 0 = unmarked
     count: int = 0  # images averaged (0: a pooled value or a cost number)
     note: str = ""  # e.g. which level was picked for a "*" column
+    partial: str = ""  # "2/14": a mean over part of the dataset, or "unfinished"; no Δ to the paper then
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ class Values:
     """Dataset means of the records and the cost entries, indexed for the cells."""
 
     def __init__(self, results: Results) -> None:
-        self.means = means(results.records)
+        self.means = means(results.records, results.unfinished)
         self.references: dict[tuple[str, str, str, str], set[str]] = {}
         for dataset, preset, method, reference, metric in self.means:
             self.references.setdefault((dataset, preset, method, metric), set()).add(reference)
@@ -315,12 +316,14 @@ def _displayed(value: float | None, decimals: int) -> float | None:
 
 
 def make_cell(ours: float | None, paper: PaperValue | None, compare: bool, reason: str | None,
-              count: int = 0, note: str = "") -> Cell:
-    """A cell: ours (displayed unit), the paper value as printed, Δ = ours − paper when both exist."""
+              count: int = 0, note: str = "", partial: str = "") -> Cell:
+    """A cell: ours (displayed unit), the paper value as printed, Δ = ours − paper when both exist -- never for a
+    partial value (a mean over part of the dataset is not the paper's number)."""
     paper_value = paper.value if paper is not None else None
-    delta = ours - paper_value if (ours is not None and paper_value is not None and compare) else None
+    delta = ours - paper_value if (ours is not None and paper_value is not None and compare and not partial) else None
     return Cell(ours=ours, paper=paper_value, paper_text=paper.value_text if paper is not None else None,
-                delta=delta, reason=None if ours is not None else (reason or REASON_NOT_RUN), count=count, note=note)
+                delta=delta, reason=None if ours is not None else (reason or REASON_NOT_RUN), count=count, note=note,
+                partial=partial)
 
 
 def build_table(spec: TableSpec, results: Results, paper_values: list[PaperValue],
@@ -340,6 +343,7 @@ def build_table(spec: TableSpec, results: Results, paper_values: list[PaperValue
             ours: float | None = None
             count = 0
             note = ""
+            partial = ""
             bound_reason = ""
             if column.source == "cost" and column.metric == COMPUTE_BOUND and column.device is not None:
                 # only beside a latency this GPU measured for this network
@@ -353,7 +357,7 @@ def build_table(spec: TableSpec, results: Results, paper_values: list[PaperValue
             else:
                 mean, note = values.record_value(column, preset, method)
                 if mean is not None:
-                    ours, count = mean.value * column.ours_scale, mean.count
+                    ours, count, partial = mean.value * column.ours_scale, mean.count, mean.partial
             reason = None
             if ours is None:
                 reason = empty_reason(column, row_key, spec, availability, values.datasets)
@@ -366,7 +370,7 @@ def build_table(spec: TableSpec, results: Results, paper_values: list[PaperValue
                         reason = REASON_NOT_RUN  # measured elsewhere, not on this column's device
                 elif spec.row_kind == "preset" and _ran_preset(values, column, preset, method):
                     reason = REASON_NOT_COMPUTED
-            cells.append(make_cell(ours, paper, column.compare, reason, count, note))
+            cells.append(make_cell(ours, paper, column.compare, reason, count, note, partial))
         grid.append(cells)
     if spec.baseline_row is not None and spec.baseline_row in spec.rows:
         base = grid[spec.rows.index(spec.baseline_row)]

@@ -422,7 +422,7 @@ CASES = [
     Case("merge_folder_without_manifest", _merge(_merge_no_manifest), "no run.json"),
     Case("merge_into_a_shard", _merge(lambda r: ["merge", *(str(r / f"s{i}") for i in range(3)), "--out",
                                                  str(r / "s0")]), "is one of the shards"),
-    Case("merge_shard_bad_value", _merge(_merge_bad_value), "not a number"),
+    Case("merge_shard_bad_value", _merge(_merge_bad_value), "does not match its records.sha256"),
     Case("merge_into_a_file", _merge(_merge_into_file), "is a file"),
     # other verbs
     Case("weights_fetch_without_name", _argv("weights", "fetch", "--weights", "ROOT/w"), "needs a method"),

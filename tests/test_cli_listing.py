@@ -32,7 +32,9 @@ def test_list_methods_one_line_each_with_aliases_task_scales_weights_paper(
     lines = {line.split()[0]: line for line in out.splitlines()[1:] if line and not line.startswith("weights:")}
     assert set(lines) >= {card.name for card in BUILTIN_CARDS}  # plus plugins other tests registered
     assert lines["masa_rec"].split()[1:5] == ["masa", "refsr", "4", "fetchable"] and "CVPR 2021" in lines["masa_rec"]
-    assert lines["carn_m"].split()[1:5] == ["-", "sisr", "2,3,4", "installed"] and "ECCV 2018" in lines["carn_m"]
+    # an empty file under the official name is not "installed" (issue 21): it is named invalid, with its reason
+    assert lines["carn_m"].split()[1:5] == ["-", "sisr", "2,3,4", "invalid"] and "ECCV 2018" in lines["carn_m"]
+    assert "carn_m: weights invalid: empty (0 bytes)" in out
     assert lines["zncc"].split()[2] == "matcher" and lines["crossnet"].split()[4] == "none"
     assert lines["bicubic"].split()[3] == "2,3,4,8+"
 
@@ -85,7 +87,7 @@ def test_gate_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     run.mkdir()
     write_records(run / "records.csv", [Record("r1", "set5", "sisr_std", "bicubic", "-", "MEAN", "psnr_y", 30.0)])
     golden = tmp_path / "golden.csv"
-    golden.write_text("method,protocol,preset,level,image,metric,expected,atol,rule,device,source_run\n"
+    golden.write_text("method,dataset,preset,reference,image,metric,expected,atol,rule,device,source_run\n"
                       "bicubic,set5,sisr_std,-,MEAN,psnr_y,31.0,0.005,two_sided,,r0\n")
     status, out, _ = _out(capsys, "gate", "--run", str(run), "--golden", str(golden), "--json")
     (row,) = json.loads(out)
@@ -119,10 +121,10 @@ def test_demo_offline_methods_read_cards_only(tmp_path: Path, monkeypatch: pytes
         raise AssertionError("offline_methods must not build a network")
 
     monkeypatch.setattr(registry, "create", no_build)
-    (tmp_path / "carn_m.pth").write_bytes(b"")
+    (tmp_path / "carn_m.pth").write_bytes(b"")  # present but empty: not installed (issue 21), so not offered
     sr, matchers = demo.offline_methods(str(tmp_path))
     sr = [name for name in sr if name in registry._BUILTIN_NAMES]  # other tests in this process register plugins
-    assert sr == ["bicubic", "carn_m"]  # the interpolation baseline + installed weights
+    assert sr == ["bicubic"]  # the interpolation baseline; no verified trained weights (the file is empty)
     assert matchers == ["dense_sift", "dense_sift_blurry", "patchmatch", "zncc", "zncc_blurry"]
 
 

@@ -10,6 +10,9 @@ The pdflatex and Chromium checks skip when the tool is missing, except under CI=
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
+import json
 import math
 import os
 import re
@@ -26,6 +29,7 @@ from PIL import Image
 
 from bench.results.records import Record
 from protocols.core import UserError
+from protocols.datasets import DATASETS
 from reports.collect import POOLED_IMAGE, Results, collect, means
 from reports.paper_values import PaperValue, load_paper_values
 from reports.render import format_delta, format_number, latex_cell, latex_escape
@@ -106,7 +110,8 @@ def test_marks_are_tie_aware_at_the_displayed_precision() -> None:
                      "sisr_std")
     model = build_table(spec, Results(records=records), [])
     assert [row.cells[0].rank for row in model.rows] == [1, 1, 1, 2]
-    assert [latex_cell(row.cells[0], 2) for row in model.rows][:3] == [r"\textbf{28.89}"] * 3
+    # one image of Set14's 14: marked partial in the cell (issue 21)
+    assert [latex_cell(row.cells[0], 2) for row in model.rows][:3] == [r"\textbf{28.89}\textsuperscript{1/14}"] * 3
 
 
 def test_number_formatting() -> None:
@@ -129,7 +134,9 @@ def _records(rows: list[tuple[str, str, str, str, str, str, float]]) -> list[Rec
     return [Record("r", *row) for row in rows]
 
 
-def test_build_table_cells_reasons_and_marks() -> None:
+def test_build_table_cells_reasons_and_marks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a two-image CUFED5 stand-in, so that the two-image means below are complete (Δ to the paper shown)
+    monkeypatch.setitem(DATASETS, "cufed5", dataclasses.replace(DATASETS["cufed5"], image_count=2))
     records = _records([
         ("cufed5", "refsr", "a", "level:1", "000", "psnr_y", 27.0),
         ("cufed5", "refsr", "a", "level:1", "001", "psnr_y", 28.0),
@@ -280,7 +287,8 @@ def test_values_in_the_tables_are_the_record_means(rendered: Path) -> None:
         assert f"{psnr:.2f}" in row[2 * (k - 1)]
     row = _tex_row("masa_t1", "MASA-rec", rendered)
     psnr = _fixture_mean("cufed5_masa2021", "masa_rec", "stitch5_masa", "psnr_y")
-    assert row[0] == rf"{psnr:.2f} {{\scriptsize (27.54; $\Delta$\,$-$0.04)}}"
+    # the fixture holds 2 of CUFED5's 126 images: marked partial, the paper value shown without a Δ (issue 21)
+    assert row[0] == rf"{psnr:.2f}\textsuperscript{{2/126}} {{\scriptsize (27.54)}}"
     assert round(psnr - 27.54, 2) == -0.04
     # matching: the pooled ALL value (23.1 %), not the mean of the frames
     assert _tex_row("ccnet_t2", "ZNCC", rendered)[0].startswith(r"\underline{23.1}")
@@ -423,10 +431,18 @@ def test_suite_availability_reads_cards_and_builds_no_network(tmp_path: Path, mo
     monkeypatch.setattr(registry, "factory_of", no_build)
     monkeypatch.setattr(registry, "create", no_build)
     card = registry.card("masa_rec")
+    verified: dict[str, str] = {}  # present and verified once (issue 21): their sha256 recorded in sha256.json
+
+    def install(file_name: str) -> None:
+        content = b"PK\x03\x04" + file_name.encode()  # a zip header: not an obviously broken checkpoint
+        (tmp_path / file_name).write_bytes(content)
+        verified[file_name] = hashlib.sha256(content).hexdigest()
+        (tmp_path / "sha256.json").write_text(json.dumps(verified))
+
     for weight in card.weights[:-1]:
-        (tmp_path / weight.file_name).write_bytes(b"x")
+        install(weight.file_name)
     assert suite_availability(weights=str(tmp_path)).method_problem("masa_rec") == REASON_NO_WEIGHTS
-    (tmp_path / card.weights[-1].file_name).write_bytes(b"x")  # every file of the card present
+    install(card.weights[-1].file_name)  # every file of the card present and verified
     assert suite_availability(weights=str(tmp_path)).method_problem("masa_rec") is None
     assert suite_availability(weights=str(tmp_path)).method_problem("bicubic") is None
 

@@ -148,7 +148,8 @@ def _env(sleep_s: float = 0.2) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "SLOW_BICUBIC_S": str(sleep_s)}
 
 
-def test_two_writers_started_together_one_proceeds(tmp_path: Path, data: Path, capsys) -> None:
+def test_two_writers_started_together_one_proceeds(tmp_path: Path, data: Path, capsys, one_thread: None) -> None:
+    # one_thread: the reference computes with the writers' thread count (OMP_NUM_THREADS=1), part of the identity
     plugin = tmp_path / "slow.py"
     plugin.write_text(SLOW_PLUGIN)
     reference = tmp_path / "reference"
@@ -235,7 +236,7 @@ def test_a_changed_value_is_recomputed_not_kept(tmp_path: Path, data: Path, clea
     assert (clean / "records.csv").read_bytes() == expected and (clean / CHECKSUM_FILE).is_file()
 
 
-def test_real_sigkill_at_two_points_then_rerun(tmp_path: Path, data: Path, capsys) -> None:
+def test_real_sigkill_at_two_points_then_rerun(tmp_path: Path, data: Path, capsys, one_thread: None) -> None:
     plugin = tmp_path / "slow.py"
     plugin.write_text(SLOW_PLUGIN)
     reference = tmp_path / "reference"

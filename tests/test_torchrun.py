@@ -110,7 +110,7 @@ def test_two_ranks_equal_one_process(tmp_path: Path, capsys, one_thread: None) -
         assert not (multi / "parts").exists()
 
 
-def test_two_node_rendezvous_equals_one_process(tmp_path: Path, capsys) -> None:
+def test_two_node_rendezvous_equals_one_process(tmp_path: Path, capsys, one_thread: None) -> None:
     make_set5(tmp_path / "data", count=6)
     argv = ["run", "-p", "set5:sisr_std", "-m", "bicubic", "--data", str(tmp_path / "data")]
     assert cli(capsys, *argv, "--out", tmp_path / "single")[0] == 0
@@ -128,8 +128,8 @@ def test_two_node_rendezvous_equals_one_process(tmp_path: Path, capsys) -> None:
 
 
 @pytest.fixture()
-def dying(tmp_path: Path, capsys) -> tuple[list[str], Path]:
-    """A plugin run over 8 images and its single-process records."""
+def dying(tmp_path: Path, capsys, one_thread: None) -> tuple[list[str], Path]:
+    """A plugin run over 8 images and its single-process records (one thread, as the ranks: OMP_NUM_THREADS=1)."""
     make_set5(tmp_path / "data", count=8)
     plugin = tmp_path / "dying.py"
     plugin.write_text(PLUGIN)

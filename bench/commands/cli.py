@@ -57,6 +57,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         save_images=args.save_images,
         outputs=parse_outputs(args.outputs or [], args.outputs_format or [], args.outputs_pattern or []),
         metrics=tuple(args.metrics or ()),
+        threads=args.threads,
     )
     if "lpips" in config.metrics:  # the backbone is a separate file: say so before any work
         from protocols.perceptual import require_backbone
@@ -133,9 +134,14 @@ def _list_methods(pattern: str, weights: str | None, as_json: bool) -> None:
     print(f"{'name':18s} {'aliases':12s} {'task':8s} {'scales':10s} {'weights':10s} paper")
     for row in rows:
         aliases = ",".join(row["aliases"]) or "-"  # type: ignore[arg-type]
-        print(f"{row['name']:18s} {aliases:12s} {row['task']:8s} {row['scales']:10s} {row['weights']:10s} "
+        status = str(row["weights"]).split(":", 1)[0]  # "invalid: <reason>": the reason is listed below
+        print(f"{row['name']:18s} {aliases:12s} {row['task']:8s} {row['scales']:10s} {status:10s} "
               f"{row['paper']}: {row['title']}")
-    print(f"weights: installed (in {folder}) / fetchable (`refsr-bench weights fetch NAME`) / "
+    for row in rows:
+        if str(row["weights"]).startswith("invalid"):
+            print(f"{row['name']}: weights {row['weights']}")
+    print(f"weights: installed (in {folder}, verified) / unverified (present; `refsr-bench weights fetch NAME` "
+          "verifies it) / invalid / fetchable (`refsr-bench weights fetch NAME`) / "
           "manual (download by hand, see `weights fetch NAME`) / none (no official checkpoint)")
 
 
@@ -174,7 +180,7 @@ def _list_protocols(pattern: str, as_json: bool) -> None:
 
 
 def _cmd_weights(args: argparse.Namespace) -> int:
-    from methods.weights import all_weight_entries, fetch, recorded_hashes, weights_dir
+    from methods.weights import all_weight_entries, fetch, file_status, recorded_hashes, weights_dir
 
     folder = weights_dir(args.weights)
     if args.action == "list":
@@ -183,7 +189,8 @@ def _cmd_weights(args: argparse.Namespace) -> int:
             {
                 "method": entry.method,
                 "file": entry.file.file_name,
-                "installed": (folder / entry.file.file_name).is_file(),
+                "status": (status := file_status(entry.file, folder, recorded)),
+                "installed": status == "installed",  # verified once (pinned or recorded sha256), not just present
                 "sha256": entry.file.sha256 or recorded.get(entry.file.file_name),
                 "sha256_pinned": entry.file.sha256 is not None,
                 "source": entry.file.source,
@@ -197,7 +204,7 @@ def _cmd_weights(args: argparse.Namespace) -> int:
             return 0
         print(f"weights folder: {folder} (set REFSR_WEIGHTS to change)")
         for row in rows:
-            present = "installed" if row["installed"] else "missing"
+            present = row["status"]
             sha = row["sha256"] or "unknown"
             sha = sha if row["sha256_pinned"] or sha == "unknown" else f"{sha} (recorded)"
             print(f"  {row['method']:18s} {row['file']:32s} {present:9s} {row['source']:6s} sha256={sha}"
@@ -291,6 +298,8 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         help="score these metrics instead of the preset's (e.g. psnr_y ssim_y lpips; see `list protocols`); "
         "recorded in the run identity",
     )
+    run_parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice for one "
+                            "process, also under torchrun); part of the run identity")
     run_parser.set_defaults(handler=_cmd_run)
 
     merge_parser = sub.add_parser("merge", help="join sharded run folders")
@@ -342,9 +351,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = list(sys.argv[1:] if argv is None else argv)
         parser = build_parser(_verb_of(argv))
         args = parser.parse_args(argv)
-        if args.plugin:
-            from methods.registry import load_plugin
+        from methods.registry import forget_plugin_files, load_plugin
 
+        forget_plugin_files()
+        if args.plugin:
             for plugin in args.plugin:
                 _load_plugin(load_plugin, plugin)
         return int(args.handler(args))

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
+import torch
 import torch.distributed as dist
 
 from protocols.core import UserError
@@ -86,3 +90,45 @@ def raise_first(errors: list[str | None]) -> None:
     for rank, error in enumerate(errors):
         if error is not None:
             raise UserError(f"rank {rank}: {error}" if len(errors) > 1 else error)
+
+
+def _launcher_environment() -> dict[str, str] | None:
+    """The environment torchrun (this rank's parent) was started with, before it changed its own (Linux /proc);
+    None when it cannot be read."""
+    try:
+        raw = Path(f"/proc/{os.getppid()}/environ").read_bytes()
+    except OSError:
+        return None
+    pairs = (item.partition(b"=") for item in raw.split(b"\0") if item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, _, v in pairs}
+
+
+def single_process_threads() -> int | None:
+    """Under torchrun (world size > 1): the intra-op thread count one plain process would use with the user's
+    environment. torchrun sets ``OMP_NUM_THREADS=1`` for every rank when the user did not set it; a rank then
+    asks a fresh interpreter without it for torch's default, so a torchrun run computes with the threads of the
+    single-process run (and its records are byte-identical). None outside torchrun, or when the user set
+    ``OMP_NUM_THREADS`` themselves (it is then already what a single process would use)."""
+    if context().world_size <= 1 or os.environ.get("OMP_NUM_THREADS") != "1":
+        return None
+    launcher = _launcher_environment()
+    if launcher is None or "OMP_NUM_THREADS" in launcher:
+        return None
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    probe = [sys.executable, "-c", "import torch; print(torch.get_num_threads())"]
+    try:
+        out = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=120, check=True)
+        return int(out.stdout.strip())
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+def apply_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads: ``threads`` (``--threads``) when given, else under torchrun what one
+    process would use (``single_process_threads``), else torch's choice. Returns the count in force."""
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads {threads}: give a positive number of threads")
+    chosen = threads if threads is not None else single_process_threads()
+    if chosen is not None and chosen != torch.get_num_threads():
+        torch.set_num_threads(chosen)
+    return torch.get_num_threads()

@@ -23,7 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.results.records import Record, format_value, read_records
+from bench.results.records import Record, format_value, is_journal, read_records
 from protocols.core import UserError
 
 GOLDEN_DIR = Path(__file__).resolve().parents[2] / "reports" / "golden"
@@ -110,6 +110,7 @@ def _golden_dicts(path: Path) -> list[tuple[int, dict[str, str]]]:
 def read_golden(paths: list[Path]) -> list[GoldenRow]:
     """Golden rows of the given files; a bad header, value or rule name is a UserError naming the line."""
     rows = []
+    first_seen: dict[Key, str] = {}
     for path in paths:
         if not path.is_file():
             raise UserError(f"golden file not found: {path}")
@@ -117,6 +118,10 @@ def read_golden(paths: list[Path]) -> list[GoldenRow]:
             if row["rule"] not in RULES:
                 raise UserError(f"{path}:{line}: unknown rule {row['rule']!r}; valid: {', '.join(RULES)}")
             key: Key = (row["method"], row["dataset"], row["preset"], row["reference"], row["image"], row["metric"])
+            if key in first_seen:
+                raise UserError(f"{path}:{line}: duplicate golden key {'/'.join(key)} (first at {first_seen[key]}); "
+                                "keep one row per key")
+            first_seen[key] = f"{path}:{line}"
             rows.append(
                 GoldenRow(
                     key,
@@ -192,7 +197,11 @@ def golden_rows_from_run(records: list[Record], run_id: str) -> list[dict[str, s
 def accept(run_dir: Path, golden_file: Path) -> int:
     """Replace the golden rows of the run's (dataset, preset) pairs with the run's values (the file is rewritten
     with the current header)."""
-    records = [r for r in read_records(run_dir / "records.csv") if "[random-weights]" not in r.method]
+    path = run_dir / "records.csv"
+    if path.is_file() and is_journal(path):
+        raise UserError(f"{run_dir} is an unfinished run (records.csv is still a journal): its values cover only the "
+                        "images done so far. Rerun its command to finish it, then accept")
+    records = [r for r in read_records(path) if "[random-weights]" not in r.method]
     if not records:
         raise UserError(f"no records (with real weights) in {run_dir / 'records.csv'}")
     scope = {(r.dataset, r.preset) for r in records}

@@ -26,7 +26,7 @@ import hashlib
 import io
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
@@ -161,19 +161,68 @@ def read_records(path: str | Path) -> list[Record]:
     lines = _split_lines(path)
     _check_header(path, lines[0])
     records = []
-    for number, row in enumerate(csv.reader(lines[1:]), start=2):
-        if row:
-            records.append(_parse_row(row, f"{path}:{number}"))
+    first_line: dict[tuple[str, ...], int] = {}
+    reader = csv.reader(io.StringIO("\n".join(lines[1:])))
+    for row in reader:
+        if not row:
+            continue
+        number = reader.line_num + 1
+        record = _parse_row(row, f"{path}:{number}")
+        key = record.sort_key()
+        if key in first_line:
+            raise UserError(f"{path}:{number}: duplicate row for {'/'.join(key)} (first on line {first_line[key]}); "
+                            "a records file holds one row per image and metric -- rerun the run to rewrite it")
+        first_line[key] = number
+        records.append(record)
     return records
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_error(path: Path, error: OSError) -> UserError:
+    """The one-line message of a failed write (disk full, read-only, quota ...): the folder is left resumable."""
+    reason = error.strerror or str(error)
+    return UserError(f"cannot write {path}: {reason}; free space (or fix the folder) and rerun the same command to "
+                     "resume from the records already written")
+
+
+def write_bytes(handle: int, data: bytes) -> None:
+    """Write all of ``data`` to the open descriptor ``handle``: every file the run engine writes goes through here
+    (tests inject disk-full failures at this one point)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(handle, view):]
+
+
+def write_file(path: Path, data: bytes | str, *, append: bool = False) -> None:
+    """Write (or append) ``data`` durably (fsync). An OSError becomes a ``write_error``; a failed plain write
+    removes what it left (appends leave a torn tail, which the journal reader drops)."""
+    raw = data.encode() if isinstance(data, str) else data
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    try:
+        handle = os.open(path, flags, 0o666)
+    except OSError as error:
+        raise write_error(path, error) from None
+    try:
+        write_bytes(handle, raw)
+        os.fsync(handle)
+    except OSError as error:
+        os.close(handle)
+        if not append:
+            path.unlink(missing_ok=True)
+        raise write_error(path, error) from None
+    os.close(handle)
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Replace ``path`` by ``data`` through ``path.tmp`` and a rename; on failure no ``.tmp`` is left and
+    ``path`` keeps its old content."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_file(tmp, data)
+    try:
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, error) from None
+
 
 
 def records_text(records: Iterable[Record]) -> str:
@@ -185,7 +234,7 @@ def write_records(path: str | Path, records: Iterable[Record]) -> None:
     """Write records sorted in the fixed order, atomically (temp file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, records_text(records))
+    write_atomic(path, records_text(records))
 
 
 def finished_file_is_intact(path: Path) -> bool:
@@ -204,8 +253,10 @@ class RecordAppender:
     rows (a run extended by a method or reference policy gets the id of the extended configuration).
     """
 
-    def __init__(self, path: str | Path, expected_metrics: Iterable[str], run_id: str) -> None:
+    def __init__(self, path: str | Path, expected_metrics: Iterable[str], run_id: str,
+                 guard: Callable[[], None] | None = None) -> None:
         self.path = Path(path)
+        self.guard = guard  # called before every write (the run lock's check that this writer still owns the folder)
         self.expected = frozenset(expected_metrics)
         self.run_id = run_id
         self.dropped = 0
@@ -229,19 +280,28 @@ class RecordAppender:
         self.done: set[tuple[str, ...]] = set(complete)
         text = ",".join(COLUMNS) + f"\n{JOURNAL_LINE}\n"
         text += "".join(_group_text(sorted(rs, key=Record.sort_key)) for _, rs in sorted(complete.items()))
-        _write_atomic(self.path, text)
+        self._check()
+        write_atomic(self.path, text)
+
+    def _check(self) -> None:
+        if self.guard is not None:
+            self.guard()
 
     def append(self, records: list[Record]) -> None:
-        with open(self.path, "a", newline="") as handle:
-            handle.write(_group_text(records))
-            handle.flush()
-            os.fsync(handle.fileno())
+        self._check()
+        write_file(self.path, _group_text(records), append=True)
         self.done.update(r.group() for r in records)
 
     def finish(self) -> list[Record]:
-        """Rewrite the journal as the final sorted file (checksum recorded first) and return its records."""
+        """Rewrite the journal as the final sorted file (checksum recorded first) and return its records. A file
+        that is no longer this writer's journal (finished by another writer) is never rewritten."""
+        self._check()
+        if not self.path.is_file() or not is_journal(self.path):
+            raise UserError(f"{self.path} is no longer this run's journal (another writer finished or replaced it); "
+                            "nothing was rewritten")
         records = [r for group in read_journal(self.path)[0] for r in group]
         text = records_text(records)
-        _write_atomic(self.path.with_name(CHECKSUM_FILE), hashlib.sha256(text.encode()).hexdigest() + "\n")
-        _write_atomic(self.path, text)
+        write_atomic(self.path.with_name(CHECKSUM_FILE), hashlib.sha256(text.encode()).hexdigest() + "\n")
+        self._check()
+        write_atomic(self.path, text)
         return read_records(self.path)

@@ -153,8 +153,7 @@ def match_accuracy(config: MatchConfig) -> list[Record]:
     ``records.csv`` afterwards (the kept rows of other levels/methods first, then this run's). Under torchrun the
     frames are dealt round-robin to the ranks and rank 0 writes the same files one process would (run.json's
     timings aside); other ranks return an empty list."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    torchrun.apply_threads(config.threads)  # under torchrun: the threads one process would use
     if config.max_frames is not None and config.max_frames < 1:
         raise UserError(f"--max-frames must be >= 1; got {config.max_frames}")
     if config.search_radius < 0:

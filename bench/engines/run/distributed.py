@@ -34,7 +34,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from bench.engines.run.evaluate import evaluate_groups
-from bench.engines.run.folder import open_journal, write_run_json
+from bench.engines.run.folder import open_journal
 from bench.engines.run.plan import Group, Plan, RunConfig, describe, group_count, pending_groups, plan
 from bench.engines.torchrun import Context, backend_for, balanced_split, init_process_group, raise_first
 from bench.results import rundir
@@ -103,9 +103,8 @@ def run_distributed(config: RunConfig, ctx: Context) -> list[Record]:
             try:
                 rundir.make_out_dir(config.out_dir)
                 lock = rundir.RunLock(config.out_dir).acquire()
-                run_id, appender, resume = open_journal(config, work)
+                run_id, appender, _ = open_journal(config, work, lock)
                 absorb_parts(config.out_dir, appender)
-                write_run_json(config, work, resume, run_id)
                 pending = pending_groups(config, work, appender.done)
                 pixels: dict[int, float] = {}
                 costs = [_group_cost(work, group, pixels) for group in pending]

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from bench.engines.run.outputs import ReleasedOutputs
 from bench.engines.run.plan import Group, Plan, RunConfig, group_key, image_path
-from bench.results.records import Record, RecordAppender
+from bench.results.records import Record, RecordAppender, write_atomic, write_error
 from methods.base import Method
 from protocols.core import Sample, UserError
-from protocols.imageio import write_levels_png
+from protocols.imageio import levels_png_bytes, pinned_sha256
 from protocols.pipeline import make_sample
 from protocols.scoring import score_levels, scored_levels
 
@@ -32,6 +34,14 @@ def evaluate_groups(
 ) -> None:
     """Predict and score ``groups``, appending each group's records; consecutive groups of one image share
     its sample. ``after_each(group)`` (optional) is called after each group (progress)."""
+    with pinned_sha256(work.pins):  # every decoded input must still be the file the identity hashed
+        _evaluate(config, work, run_id, groups, appender, prediction_cache, after_each)
+
+
+def _evaluate(
+    config: RunConfig, work: Plan, run_id: str, groups: list[Group], appender: RecordAppender,
+    prediction_cache: PredictionCache | None, after_each: Callable[[Group], object] | None,
+) -> None:
     spec = work.spec
     sample: Sample | None = None
     sample_of: tuple[str, int] | None = None
@@ -49,7 +59,7 @@ def evaluate_groups(
         levels = scored_levels(sr.cpu(), scored_sample, spec)
         values = score_levels(levels, scored_sample, spec)
         if config.save_images:
-            write_levels_png(image_path(config, record_name, policy, item.name), levels)
+            _save_png(image_path(config, record_name, policy, item.name), levels)
         if group_key(config, work, group) not in appender.done:
             appender.append(
                 [
@@ -79,6 +89,16 @@ def _as_method_input(image: torch.Tensor | None, device: str) -> torch.Tensor | 
     if image.shape[1] == 1:  # Y-only presets: methods see the luma replicated into RGB
         image = image.repeat(1, 3, 1, 1)
     return image.to(device)
+
+
+def _save_png(path: Path, levels: np.ndarray) -> None:
+    """Write the scored image (``scored_levels``' (H, W, C) levels) as an 8-bit PNG. Presets that round
+    hold integers on [0, 255] here, so the PNG is byte-equal to what the metrics saw."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise write_error(path.parent, error) from None
+    write_atomic(path, levels_png_bytes(levels))  # never a partial PNG under the name that marks the group done
 
 
 def _digest(image: torch.Tensor | None) -> str:

@@ -11,7 +11,7 @@ from tqdm import tqdm
 from bench.engines import torchrun
 from bench.engines.run import distributed
 from bench.engines.run.evaluate import PredictionCache, evaluate_groups
-from bench.engines.run.folder import open_journal, write_run_json
+from bench.engines.run.folder import open_journal
 from bench.engines.run.plan import RunConfig, group_count, pending_groups, plan
 from bench.results import rundir
 from bench.results.records import Record
@@ -33,9 +33,8 @@ def run(
         return distributed.run_distributed(config, ctx)
     work = plan(config)
     rundir.make_out_dir(config.out_dir)
-    with rundir.RunLock(config.out_dir):
-        run_id, appender, resume = open_journal(config, work)
-        write_run_json(config, work, resume, run_id)
+    with rundir.RunLock(config.out_dir) as lock:
+        run_id, appender, _ = open_journal(config, work, lock)
         if appender.dropped:
             print(f"note: {appender.dropped} incomplete record group(s) from an interrupted run will be recomputed")
         total = group_count(work)

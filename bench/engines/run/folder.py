@@ -17,12 +17,16 @@ from methods.base import Method
 from methods.weights import weight_files
 
 
-def open_journal(config: RunConfig, work: Plan) -> tuple[str, RecordAppender, rundir.Resume]:
+def open_journal(config: RunConfig, work: Plan, lock: rundir.RunLock) -> tuple[str, RecordAppender, rundir.Resume]:
     """(run_id, the records journal, how this run relates to what the folder held); refuses another
-    configuration (UserError) before anything is written."""
+    configuration (UserError) before anything is written. ``run.json`` and ``inputs.csv`` are written before
+    the first journal byte, so a run stopped by any write failure resumes with the same command. Every later
+    write first checks that ``lock`` still holds the folder."""
     resume = rundir.reconcile(config.out_dir, work.identity, work.data_folder, config.shard, work.inputs)
     run_id = rundir.run_id_of(resume.identity)
-    appender = RecordAppender(config.out_dir / "records.csv", work.spec.metrics, run_id)  # a bad file fails here
+    lock.check()
+    write_run_json(config, work, resume, run_id)
+    appender = RecordAppender(config.out_dir / "records.csv", work.spec.metrics, run_id, guard=lock.check)
     return run_id, appender, resume
 
 

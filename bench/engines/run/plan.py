@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.engines.run.outputs import OutputsSource, ReleasedOutputs, prepare
+from bench.engines.torchrun import apply_threads
 from bench.results import provenance, rundir
 from bench.results.records import RANDOM_WEIGHTS_TAG
 from methods.base import Method
-from methods.registry import resolve
+from methods.registry import plugin_files, resolve, source_files
 from methods.weights import load_method, weight_files
 from protocols.core import UserError
 from protocols.datasets import DatasetItem, data_root, get_dataset, load_items, locate
@@ -41,6 +42,7 @@ class RunConfig:
     show_progress: bool = True
     metrics: tuple[str, ...] = ()  # --metrics: replaces the preset's metric list (empty: the preset's own)
     outputs: tuple[OutputsSource, ...] = ()  # --outputs NAME=DIR: released SR images scored like a method's
+    threads: int | None = None  # --threads: torch intra-op threads (None: what one plain process uses)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Plan:
     identity: dict[str, Any]
     data_folder: str
     determinism: dict[str, Any]
+    pins: dict[str, str]  # absolute path -> sha256 of every input file: what evaluation may decode
 
 
 Group = tuple[str, int, int]  # one unit of work: (reference policy, index into items, index into methods)
@@ -64,6 +67,7 @@ def plan(config: RunConfig) -> Plan:
     """Validate every option and input and compute the run identity; writes nothing."""
     spec = get_preset(config.preset).with_metrics(config.metrics)
     device_class = rundir.check_device(config.device)
+    apply_threads(config.threads)
     determinism = provenance.set_deterministic()  # before any method is created (seeded random weights)
     rundir.check_out_dir(config.out_dir)
     dataset = get_dataset(config.dataset)
@@ -89,19 +93,30 @@ def plan(config: RunConfig) -> Plan:
         _prepared(name, spec, config, policies) for name in resolve(list(config.methods))
     ]
     methods += _released(config, spec, all_items, policies, {record_name for _, record_name in methods})
+    identity = run_identity(config, spec, device_class, inputs, methods, policies, determinism)
+    data_folder = "<embedded>" if dataset.embedded else str(folder.resolve())
+    pins = {str(folder / file): sha for _, _, file, sha in inputs if file != "<embedded>"}
+    return Plan(spec, items, tuple(policies), methods, inputs, identity, data_folder, determinism, pins)
+
+
+def run_identity(
+    config: RunConfig, spec: ProtocolSpec, device_class: str, inputs: list[tuple[str, str, str, str]],
+    methods: list[tuple[Method | ReleasedOutputs, str]], policies: tuple[str, ...], determinism: dict[str, Any],
+) -> dict[str, Any]:
+    """THE run identity (``bench.results.rundir`` documents each key; ``run_id`` hashes it): what a resume must
+    match. The code and numeric environment are read now, so call it after the threads are set."""
     identity = {
         "schema": rundir.SCHEMA,
         "suite_version": rundir.suite_version(),
+        **rundir.environment_identity(config.device, determinism, plugin_files()),
         "dataset": config.dataset,
         "preset": spec.to_dict(),
         "device_class": device_class,
         "inputs_sha256": hashlib.sha256(rundir.inputs_text(inputs).encode()).hexdigest(),
-        "methods": {record_name: _identity_entry(method, config) for method, record_name in methods},
+        "methods": {record_name: _identity_entry(method, record_name, config) for method, record_name in methods},
         "reference_policies": sorted(policies),
     }
-    identity = json.loads(json.dumps(identity))  # tuples -> lists, as it reads back from run.json
-    data_folder = "<embedded>" if dataset.embedded else str(folder.resolve())
-    return Plan(spec, items, tuple(policies), methods, inputs, identity, data_folder, determinism)
+    return json.loads(json.dumps(identity))  # tuples -> lists, as it reads back from run.json
 
 
 def _prepared(name: str, spec: ProtocolSpec, config: RunConfig, policies: tuple[str, ...]) -> tuple[Method, str]:
@@ -134,10 +149,14 @@ def _released(config: RunConfig, spec: ProtocolSpec, all_items: list[DatasetItem
     return released
 
 
-def _identity_entry(method: Method | ReleasedOutputs, config: RunConfig) -> dict[str, Any]:
+def _identity_entry(method: Method | ReleasedOutputs, record_name: str, config: RunConfig) -> dict[str, Any]:
+    """One method's part of the identity: its weight files and its source files (released outputs: the
+    template and every SR file's sha256)."""
     if isinstance(method, ReleasedOutputs):
         return method.identity()
-    return {"method": method.info.name, "weights": weight_files(method, config.weights, config.methods)}
+    sources = source_files(record_name.removesuffix(RANDOM_WEIGHTS_TAG), method)
+    return {"method": method.info.name, "weights": weight_files(method, config.weights, config.methods),
+            "source": rundir.sha256_files(sources)}
 
 
 def _check_sizes(items: list[DatasetItem], spec: ProtocolSpec, dataset: str) -> None:
