@@ -29,6 +29,8 @@ VERB_MODULES: dict[str, tuple[str, str]] = {
     "manifest": ("bench.commands.manifests", "draw and commit the random references (Sun80, Manga109)"),
     "report": ("bench.commands.report", "HTML page, LaTeX tables and plots from run folders"),
     "demo": ("bench.commands.demo", "the main job: embedded data, cost table, HTML report (offline)"),
+    "bundle": ("bench.commands.bundle", "pack a finished run folder into one checkable .refsr.tar"),
+    "verify": ("bench.commands.bundle", "check a result bundle here; exit 0 only when every check passes"),
     "gpu-check": ("bench.commands.gpu_check", "fixtures, deform-conv replay and cost of every network on one device"),
 }
 
