@@ -150,7 +150,8 @@ def check_integrity(bundle: Bundle, temp_dir: Path) -> tuple[Check, list[Record]
         elif sha256_bytes(bundle.members[name]) != listed[name]:
             check.fail(f"{name}: sha256 differs from {MANIFEST}")
     records_bytes = bundle.members.get("records.csv", b"")
-    if sha256_bytes(records_bytes) != bundle.members.get(CHECKSUM_FILE, b"").decode(errors="replace").strip():
+    records_intact = sha256_bytes(records_bytes) == bundle.members.get(CHECKSUM_FILE, b"").decode(errors="replace").strip()
+    if not records_intact:
         check.fail(f"records.csv: does not match {CHECKSUM_FILE} (a record was changed)")
     run_json = bundle.run_json
     identity = run_json.get("identity")
@@ -170,7 +171,8 @@ def check_integrity(bundle: Bundle, temp_dir: Path) -> tuple[Check, list[Record]
     strangers = sorted({r.run_id for r in records} - {recorded})
     if strangers:
         check.fail(f"records.csv: rows carry run_id {', '.join(strangers)}, run.json says {recorded}")
-    _check_means(check, manifest, records)
+    if records_intact:  # means of changed records would only repeat that failure
+        _check_means(check, manifest, records)
     if check.status == "pass":
         check.summary = (f"{len(bundle.members)} members, {CHECKSUM_FILE}, run_id {recorded}, "
                          f"{len(bundle_means(records))} means")
@@ -363,11 +365,15 @@ def _planned_checks(bundle: Bundle, records: list[Record], options: VerifyOption
     checks += [c for c in (inputs, weights) if c.name in options.checks]
     preset = (bundle.run_json.get("identity") or {}).get("preset")
     if "rescoring" in options.checks:
-        checks.append(check_rescoring(bundle, records, config, work))
+        checks.append(check_rescoring(bundle, records, config, work) if inputs.status != "fail" else
+                      Check("rescoring", "n/a", "not run: the input files differ (see inputs)"))
     if "recomputation" in options.checks:
         if preset != work.identity["preset"]:
+            fields = sorted(k for k in set(preset or {}) | set(work.identity["preset"])
+                            if (preset or {}).get(k) != work.identity["preset"].get(k))
             checks.append(Check("recomputation", "fail", failures=[
-                f"preset {config.preset}: this suite's spec differs from the bundle's (another suite version)"]))
+                f"run.json identity: preset {config.preset} differs from this suite's spec of that name "
+                f"in {', '.join(fields)} (another suite version, or a changed identity)"]))
         elif inputs.status == "fail" or weights.status == "fail" or not records:
             checks.append(Check("recomputation", "n/a", "not run: inputs, weights or records failed above"))
         else:
