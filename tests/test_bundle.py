@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from rundata import make_set5
 
 from bench.results.bundle import MANIFEST, UnsafeBundle, read_bundle, sha256_bytes, write_tar
-from rundata import make_set5
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = f'''import sys

@@ -35,7 +35,8 @@ def _parse_checks(text: str) -> tuple[str, ...]:
     chosen = tuple(c.strip() for c in text.split(",") if c.strip())
     unknown = [c for c in chosen if c not in CHECKS]
     if unknown or not chosen:
-        raise UserError(f"--checks {text!r}: unknown check {', '.join(unknown) or '(none)'}; valid: {', '.join(CHECKS)}")
+        raise UserError(f"--checks {text!r}: unknown check {', '.join(unknown) or '(none)'}; "
+                        f"valid: {', '.join(CHECKS)}")
     return chosen
 
 

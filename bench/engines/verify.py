@@ -150,7 +150,8 @@ def check_integrity(bundle: Bundle, temp_dir: Path) -> tuple[Check, list[Record]
         elif sha256_bytes(bundle.members[name]) != listed[name]:
             check.fail(f"{name}: sha256 differs from {MANIFEST}")
     records_bytes = bundle.members.get("records.csv", b"")
-    records_intact = sha256_bytes(records_bytes) == bundle.members.get(CHECKSUM_FILE, b"").decode(errors="replace").strip()
+    recorded_sha = bundle.members.get(CHECKSUM_FILE, b"").decode(errors="replace").strip()
+    records_intact = sha256_bytes(records_bytes) == recorded_sha
     if not records_intact:
         check.fail(f"records.csv: does not match {CHECKSUM_FILE} (a record was changed)")
     run_json = bundle.run_json
