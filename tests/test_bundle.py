@@ -212,8 +212,14 @@ def test_a_two_rank_torchrun_bundle_verifies(tmp_path: Path) -> None:
     launched = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert launched.returncode == 0, launched.stderr[-3000:]
     bench("bundle", tmp_path / "r", "--out", tmp_path / "r.refsr.tar")
-    result = bench("verify", tmp_path / "r.refsr.tar", "--data", data, "--all", "--out", tmp_path / "v")
+    result = bench("verify", tmp_path / "r.refsr.tar", "--data", data, "--all")
     assert "verdict: PASS" in result.stdout and "3 of 3 groups re-run (seed 0), exact" in result.stdout
+    # the report's cells backed by this bundle say it was verified, when and where
+    from reports.page import render_report
+
+    report = json.loads((tmp_path / "r.verification" / "verification.json").read_text())
+    html = Path(render_report([tmp_path / "r.refsr.tar"], tmp_path / "report")).read_text()
+    assert f'title="mean of 3 images; verified {report["date"]} on {report["machine"]["model"]}"' in html
 
 
 def test_a_one_thread_bundle_verifies_under_two_threads_within_tolerance(shared: Path, tmp_path: Path) -> None:
@@ -232,3 +238,19 @@ def test_a_one_thread_bundle_verifies_under_two_threads_within_tolerance(shared:
     assert "pass" in line and "within tolerance" in line and "1 torch threads" in line and ", exact" not in line
     report = json.loads((tmp_path / "v" / "verification.json").read_text())
     assert [c["mode"] for c in report["checks"] if c["name"] == "recomputation"] == ["within tolerance"]
+
+
+def test_the_report_reads_a_bundle_and_marks_it_verified_or_not(gain_run: dict[str, Path], tmp_path: Path) -> None:
+    from reports.page import render_report
+
+    bundle = tmp_path / "published" / "gain.refsr.tar"
+    bundle.parent.mkdir()
+    bundle.write_bytes(gain_run["bundle"].read_bytes())
+    index = Path(render_report([bundle.parent], tmp_path / "before"))
+    assert "gain.refsr.tar (unverified bundle)" in index.read_text()
+    bench("--plugin", gain_run["plugin"], "verify", bundle, "--data", gain_run["data"], "--weights",
+          gain_run["weights"])
+    assert (tmp_path / "published" / "gain.verification" / "verification.md").is_file()
+    html = Path(render_report([bundle], tmp_path / "after")).read_text()
+    report = json.loads((tmp_path / "published" / "gain.verification" / "verification.json").read_text())
+    assert f"gain.refsr.tar (verified {report['date']} on {report['machine']['model']})" in html

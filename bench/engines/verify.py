@@ -45,6 +45,7 @@ from bench.engines.run.evaluate import evaluate_groups
 from bench.engines.run.plan import Group, Plan, RunConfig, plan
 from bench.results import provenance, rundir
 from bench.results.bundle import (
+    ALL_CHECKS,
     CHECKSUM_FILE,
     FORMAT,
     IMAGES,
@@ -58,7 +59,7 @@ from protocols.errors import UserError
 from protocols.pipeline import make_sample
 from protocols.scoring import score_levels
 
-CHECKS = ("integrity", "inputs", "weights", "rescoring", "recomputation")
+CHECKS = ALL_CHECKS
 DEFAULT_SAMPLE = 3
 MEASURED_MAX_DIFFERENCE = {"psnr": 1.7e-5, "ssim": 1e-6}  # see the module docstring (1 vs 2 CPU threads)
 TOLERANCE_FACTOR = 10.0

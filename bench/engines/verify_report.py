@@ -11,16 +11,12 @@ from typing import Any
 
 from bench.engines.verify import Verification
 from bench.results import rundir
-from bench.results.bundle import Bundle
+from bench.results.bundle import Bundle, verification_dir
+
+default_out_dir = verification_dir  # NAME.verification/ beside NAME.refsr.tar, where reports look
 
 VERIFICATION_JSON = "verification.json"
 VERIFICATION_MD = "verification.md"
-
-
-def default_out_dir(bundle_path: Path) -> Path:
-    """``NAME.verification/`` beside ``NAME.refsr.tar`` (where the report looks for it)."""
-    name = bundle_path.name.removesuffix(".tar").removesuffix(".refsr")
-    return bundle_path.with_name(name + ".verification")
 
 
 def _largest(verification: Verification) -> dict[str, dict[str, float]]:

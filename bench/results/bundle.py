@@ -41,6 +41,7 @@ SUFFIX = ".refsr.tar"
 MAX_MEMBER_BYTES = 512 << 20
 MAX_TOTAL_BYTES = 8 << 30
 MAX_MEMBERS = 200_000
+ALL_CHECKS = ("integrity", "inputs", "weights", "rescoring", "recomputation")  # what `verify` can check
 # the datasets' published image counts (a claim on fewer images says so in bundle.json)
 CANONICAL_IMAGES = {"set5": 5, "set14": 14, "b100": 100, "urban100": 100, "manga109": 109, "wrsr": 80,
                     "sun80": 80, "cufed5": 126}
@@ -174,6 +175,31 @@ def write_bundle(run_dir: Path, out: Path, with_images: bool = False) -> dict[st
     members = bundle_members(run_dir, with_images)
     write_tar(members, out)
     return members
+
+
+def verification_dir(bundle_path: Path) -> Path:
+    """Where ``verify`` writes ``verification.json``/``.md`` by default and where reports look for them:
+    ``NAME.verification/`` beside ``NAME.refsr.tar``."""
+    name = bundle_path.name.removesuffix(".tar").removesuffix(".refsr")
+    return bundle_path.with_name(name + ".verification")
+
+
+def verification_mark(bundle_path: Path, bundle_sha256: str) -> str:
+    """How a report labels the numbers of a bundle: ``verified DATE on DEVICE`` when ``verification.json``
+    beside it passed for these exact bytes, else ``unverified bundle`` (or ``verification failed DATE``)."""
+    path = verification_dir(bundle_path) / "verification.json"
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return "unverified bundle"
+    if not isinstance(report, dict) or report.get("bundle_sha256") != bundle_sha256:
+        return "unverified bundle (its verification.json is for other bytes)"
+    machine = report.get("machine") or {}
+    if not report.get("passed"):
+        return f"verification failed {report.get('date')}"
+    ran = sorted(str(c.get("name")) for c in report.get("checks") or [] if isinstance(c, dict))
+    partial = "" if set(ran) >= set(ALL_CHECKS) else f" ({', '.join(ran)} only)"
+    return f"verified {report.get('date')} on {machine.get('model') or machine.get('device')}{partial}"
 
 
 # --- reading --------------------------------------------------------------------------------------
