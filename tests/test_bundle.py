@@ -254,3 +254,28 @@ def test_the_report_reads_a_bundle_and_marks_it_verified_or_not(gain_run: dict[s
     html = Path(render_report([bundle], tmp_path / "after")).read_text()
     report = json.loads((tmp_path / "published" / "gain.verification" / "verification.json").read_text())
     assert f"gain.refsr.tar (verified {report['date']} on {report['machine']['model']})" in html
+
+
+COMMITTED = sorted((ROOT / "reports" / "bundles").glob("*.refsr.tar"))
+
+
+def test_committed_bundles_pass_their_integrity_check(tmp_path: Path) -> None:
+    """Every committed bundle is intact (no data needed): member hashes, records.sha256, run_id, means."""
+    from bench.engines.verify import check_integrity
+
+    assert len(COMMITTED) == 4
+    for path in COMMITTED:
+        check, records = check_integrity(read_bundle(path), tmp_path)
+        assert (check.status, check.failures) == ("pass", []), path.name
+        assert records and {r.preset for r in records} == {"sisr_std"}
+
+
+@pytest.mark.parametrize("name", ["bicubic_set14_sisr_std", "carn_m_set5_sisr_std"])
+def test_committed_bundles_verify_against_the_shared_data(shared: Path, tmp_path: Path, name: str) -> None:
+    """A fresh clone with ../shared: inputs, weights and one recomputed group (seeded) pass."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "carn_m.pth").symlink_to(shared / "weights" / "carn_m.pth")
+    result = bench("verify", ROOT / "reports" / "bundles" / f"{name}.refsr.tar", "--data", shared / "data",
+                   "--weights", weights, "--sample", "1", "--out", tmp_path / "v")
+    assert "verdict: PASS" in result.stdout and "1 of " in result.stdout
