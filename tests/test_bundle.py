@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from rundata import make_set5
+from rundata import cli, make_set5
 
 from bench.results.bundle import MANIFEST, UnsafeBundle, read_bundle, sha256_bytes, write_tar
 
@@ -161,7 +161,8 @@ def test_a_changed_input_file_or_weight_file_fails_naming_it(gain_run: dict[str,
     assert fails(result)[0].startswith("FAIL weights: gain_bicubic: weight file gain.pth sha256 differs (")
 
 
-def test_an_unfinished_or_partially_merged_run_cannot_be_bundled(gain_run: dict[str, Path], tmp_path: Path) -> None:
+def test_an_unfinished_or_partially_merged_run_cannot_be_bundled(gain_run: dict[str, Path], tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     for name in ("run.json", "inputs.csv", "records.sha256"):
@@ -172,9 +173,9 @@ def test_an_unfinished_or_partially_merged_run_cannot_be_bundled(gain_run: dict[
     assert "is not finished" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "u.refsr.tar").exists()
     data = make_set5(tmp_path / "data", count=3)
-    bench("run", "-p", "set5:sisr_std", "-m", "bicubic_matlab", "--data", data, "--shard", "0/2",
-          "--out", tmp_path / "shard0")
-    bench("merge", tmp_path / "shard0", "--partial", "--out", tmp_path / "merged")
+    assert cli(capsys, "run", "-p", "set5:sisr_std", "-m", "bicubic_matlab", "--data", data, "--shard", "0/2",
+               "--out", tmp_path / "shard0")[0] == 0  # in this process: only `bundle` is under test
+    assert cli(capsys, "merge", tmp_path / "shard0", "--partial", "--out", tmp_path / "merged")[0] == 0
     result = bench("bundle", tmp_path / "merged", "--out", tmp_path / "m.refsr.tar", check=2)
     assert "is a partial merge (missing shards 1/2)" in result.stderr
 
@@ -202,6 +203,15 @@ def test_traversal_and_link_members_are_refused_without_writing(tmp_path: Path) 
     _crafted(inner / "hard.refsr.tar", hard)
     with pytest.raises(UnsafeBundle, match="'run.json' is a hard link"):
         read_bundle(inner / "hard.refsr.tar")
+
+
+def test_an_oversize_member_is_refused_before_it_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    big = tarfile.TarInfo("records.csv")
+    big.size = 2048
+    _crafted(tmp_path / "big.refsr.tar", big, b"x" * 2048)
+    monkeypatch.setattr("bench.results.bundle.MAX_MEMBER_BYTES", 1024)
+    with pytest.raises(UnsafeBundle, match="'records.csv' is 2048 bytes, over the 1024 byte limit"):
+        read_bundle(tmp_path / "big.refsr.tar")
 
 
 def test_a_two_rank_torchrun_bundle_verifies(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ def _parse_checks(text: str) -> tuple[str, ...]:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from bench.engines.verify import VerifyOptions, verify
+    from bench.engines.verify import DEFAULT_SAMPLE, VerifyOptions, verify
     from bench.engines.verify_report import default_out_dir, verdict_lines, write_verification
     from bench.results.bundle import UnsafeBundle, read_bundle
     from protocols.errors import UserError
@@ -55,9 +55,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         print(f"integrity       fail    {bundle_path} refused: {refusal}")
         print(f"FAIL integrity: {refusal}\nverdict: FAIL")
         return 1
+    sample = None if args.all else (args.sample or DEFAULT_SAMPLE)
     options = VerifyOptions(data_root=args.data, weights=tuple(args.weights) if args.weights else None,
-                            sample=None if args.all else (args.sample or 3), seed=args.seed, device=args.device,
-                            checks=_parse_checks(args.checks))
+                            sample=sample, seed=args.seed, device=args.device, checks=_parse_checks(args.checks))
     verification = verify(bundle, options)
     for line in verdict_lines(verification):
         print(line)

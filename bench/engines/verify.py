@@ -358,7 +358,10 @@ def verify(bundle: Bundle, options: VerifyOptions) -> Verification:
 def _planned_checks(bundle: Bundle, records: list[Record], options: VerifyOptions, temp: Path,
                     environments: dict[str, Any]) -> list[Check]:
     config = _config(bundle, options, temp / "rerun")
-    work = plan(config)
+    try:
+        work = plan(config)
+    except UserError as error:
+        raise UserError(f"{error} (to check the bundle without its data: --checks integrity)") from None
     environments["here"] = local_numeric_environment(options.device, work.determinism)
     differences = environment_differences(environments["bundle"], environments["here"])
     checks = []

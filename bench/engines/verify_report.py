@@ -17,6 +17,7 @@ default_out_dir = verification_dir  # NAME.verification/ beside NAME.refsr.tar, 
 
 VERIFICATION_JSON = "verification.json"
 VERIFICATION_MD = "verification.md"
+ESCAPED_BAR = "\\|"  # a "|" inside a Markdown table cell
 
 
 def _largest(verification: Verification) -> dict[str, dict[str, float]]:
@@ -72,8 +73,8 @@ def _markdown(data: dict[str, Any], lines: list[str]) -> str:
     ]
     for check in data["checks"]:
         largest = ", ".join(f"{m} {v:.3g}" for m, v in sorted(check["largest"].items()))
-        detail = check["summary"] + (f"; largest \\|Δ\\| {largest}" if largest else "")
-        text.append(f"| {check['name']} | {check['status']} | {detail.replace('|', '/')} |")
+        detail = check["summary"] + (f"; largest |Δ| {largest}" if largest else "")
+        text.append(f"| {check['name']} | {check['status']} | {detail.replace('|', ESCAPED_BAR)} |")
     failures = [line for line in lines if line.startswith("FAIL ")]
     if failures:
         text += ["", "## Failures", "", *[f"- {line[5:]}" for line in failures]]
