@@ -371,7 +371,7 @@ def _planned_checks(bundle: Bundle, records: list[Record], options: VerifyOption
     preset = (bundle.run_json.get("identity") or {}).get("preset")
     if "rescoring" in options.checks:
         checks.append(check_rescoring(bundle, records, config, work) if inputs.status != "fail" else
-                      Check("rescoring", "n/a", "not run: the input files differ (see inputs)"))
+                      _not_run("rescoring", [inputs], options))
     if "recomputation" in options.checks:
         if preset != work.identity["preset"]:
             fields = sorted(k for k in set(preset or {}) | set(work.identity["preset"])
@@ -380,10 +380,20 @@ def _planned_checks(bundle: Bundle, records: list[Record], options: VerifyOption
                 f"run.json identity: preset {config.preset} differs from this suite's spec of that name "
                 f"in {', '.join(fields)} (another suite version, or a changed identity)"]))
         elif inputs.status == "fail" or weights.status == "fail" or not records:
-            checks.append(Check("recomputation", "n/a", "not run: inputs, weights or records failed above"))
+            checks.append(_not_run("recomputation", [inputs, weights], options))
         else:
             rundir.make_out_dir(config.out_dir)
             run_id = str(bundle.run_json.get("run_id"))
             checks.append(check_recomputation(records, replace(config, save_images=False), work, options,
                                               differences, run_id))
     return checks
+
+
+def _not_run(name: str, prerequisites: list[Check], options: VerifyOptions) -> Check:
+    """A check skipped because a prerequisite failed: n/a when that failure is reported, else a failure
+    naming it (a skipped check must not pass silently)."""
+    failed = [c for c in prerequisites if c.status == "fail"]
+    if failed and all(c.name in options.checks for c in failed):
+        return Check(name, "n/a", f"not run: {', '.join(c.name for c in failed)} failed above")
+    reasons = [f"{c.name}: {c.failures[0]}" for c in failed] or ["the bundle has no readable records"]
+    return Check(name, "fail", failures=[f"not run: {'; '.join(reasons)}"])
