@@ -1,5 +1,7 @@
 """Read run folders for the report: records.csv + run.json (quality and matching runs), cost.csv + run.json
-(cost runs), saved SR images (``images/<method>/<reference>/<image>.png``) and pictures of matches
+(cost runs), result bundles (``NAME.refsr.tar``, named in ``--results`` or found in its folders: their records
+and run.json, each labelled verified or not by ``bench.results.bundle.verification_mark``), saved SR images
+(``images/<method>/<reference>/<image>.png``) and pictures of matches
 (``match_images/<method>/<reference>/<frame>.png``, written by the demo).
 
 Reports only read. Records of methods run with random weights (``[random-weights]`` in the method name)
@@ -11,11 +13,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.results.bundle import SUFFIX, read_bundle, verification_mark
 from bench.results.cost_csv import CostRow, loaded_measurements, read_cost_csv  # the cost.csv format (torch-free)
 from bench.results.records import RANDOM_WEIGHTS_TAG, Record, is_journal, read_records, run_json_dataset
 from protocols.core import UserError
@@ -32,6 +36,7 @@ class RunInfo:
     path: Path
     kind: str  # "records" (quality / matching) or "cost"
     run_json: dict[str, Any]  # the folder's run.json ({} when absent or unreadable)
+    verification: str = ""  # bundles: "verified DATE on DEVICE" or "unverified bundle"; run folders: ""
 
     @property
     def dataset(self) -> str:
@@ -58,6 +63,8 @@ class Results:
     warnings: list[str] = field(default_factory=list)
     dropped_random_weight_records: int = 0
     unfinished: set[tuple[str, str, str]] = field(default_factory=set)  # (dataset, preset, method) of unfinished runs
+    # (dataset, preset, method, reference) -> the verification mark of the bundle its records came from
+    marks: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
 
 
 MeanKey = tuple[str, str, str, str, str]  # (dataset, preset, method, reference, metric)
@@ -140,50 +147,78 @@ def run_folders(root: Path) -> list[Path]:
     return sorted(found)
 
 
+def _keep(records: list[Record], label: str, results: Results, seen: dict[tuple[str, ...], tuple[float, str]]
+          ) -> list[Record]:
+    """Records not seen before (a disagreeing duplicate is a warning; the first value is used), without
+    random-weight records."""
+    kept = []
+    for record in records:
+        if RANDOM_WEIGHTS_TAG in record.method:
+            results.dropped_random_weight_records += 1
+            continue
+        key = record.sort_key()
+        if key in seen:
+            if seen[key][0] != record.value and not (math.isnan(seen[key][0]) and math.isnan(record.value)):
+                results.warnings.append(
+                    f"{label}: {'/'.join(key)} = {record.value} disagrees with {seen[key][1]} "
+                    f"({seen[key][0]}); the first value is used")
+            continue
+        seen[key] = (record.value, label)
+        kept.append(record)
+    return kept
+
+
+def _collect_bundle(path: Path, label: str, results: Results, seen: dict[tuple[str, ...], tuple[float, str]]) -> None:
+    bundle = read_bundle(path)
+    with tempfile.TemporaryDirectory(prefix="refsr-report-") as temp:
+        records = _keep(bundle.records(Path(temp)), label, results, seen)
+    mark = verification_mark(path, bundle.sha256)
+    for record in records:
+        results.marks[(record.dataset, record.preset, record.method, record.reference)] = mark
+    results.records += records
+    results.runs.append(RunInfo(label, path, "records", bundle.run_json, mark))
+
+
+def _collect_folder(folder: Path, label: str, results: Results,
+                    seen: dict[tuple[str, ...], tuple[float, str]]) -> None:
+    run_json = _read_run_json(folder, results.warnings)
+    if (folder / "records.csv").is_file():
+        try:
+            records = read_records(folder / "records.csv")
+        except ValueError as error:
+            raise UserError(str(error)) from error
+        if is_journal(folder / "records.csv"):
+            results.warnings.append(f"{label}: an unfinished run (records.csv is still a journal); its values "
+                                    "are marked partial")
+            results.unfinished |= {(r.dataset, r.preset, r.method) for r in records}
+        results.records += _keep(records, label, results, seen)
+        results.runs.append(RunInfo(label, folder, "records", run_json))
+        results.images += _saved_images(folder, label)
+        results.match_images += _saved_images(folder, label, "match_images")
+    if (folder / "cost.csv").is_file():
+        environment = run_json.get("environment", {}) if isinstance(run_json.get("environment"), dict) else {}
+        threads = environment.get("torch_threads")
+        results.cost += read_cost_csv(folder / "cost.csv", label, str(environment.get("device_name") or ""),
+                                      threads if isinstance(threads, int) else 0, loaded_measurements(run_json))
+        results.runs.append(RunInfo(label, folder, "cost", run_json))
+
+
 def collect(result_dirs: list[Path]) -> Results:
-    """Everything the report needs from the given results folders (searched recursively)."""
+    """Everything the report needs from the given results folders (searched recursively for run folders and
+    bundles) and bundle files."""
     results = Results()
     seen: dict[tuple[str, ...], tuple[float, str]] = {}
     for root in result_dirs:
         root = Path(root)
+        if root.is_file() and root.name.endswith(SUFFIX):
+            _collect_bundle(root, root.name, results, seen)
+            continue
         if not root.is_dir():
-            raise UserError(f"results folder not found: {root} (pass folders written by `refsr-bench run`/`cost`)")
+            raise UserError(f"results folder not found: {root} (pass folders written by `refsr-bench run`/`cost`, "
+                            f"or {SUFFIX} bundles)")
         for folder in run_folders(root):
             relative = folder.relative_to(root).as_posix()
-            label = root.name if relative == "." else f"{root.name}/{relative}"
-            run_json = _read_run_json(folder, results.warnings)
-            if (folder / "records.csv").is_file():
-                try:
-                    records = read_records(folder / "records.csv")
-                except ValueError as error:
-                    raise UserError(str(error)) from error
-                if is_journal(folder / "records.csv"):
-                    results.warnings.append(f"{label}: an unfinished run (records.csv is still a journal); its values "
-                                            "are marked partial")
-                    results.unfinished |= {(r.dataset, r.preset, r.method) for r in records}
-                kept = []
-                for record in records:
-                    if RANDOM_WEIGHTS_TAG in record.method:
-                        results.dropped_random_weight_records += 1
-                        continue
-                    key = record.sort_key()
-                    if key in seen:
-                        if seen[key][0] != record.value and not (math.isnan(seen[key][0]) and math.isnan(record.value)):
-                            results.warnings.append(
-                                f"{label}: {'/'.join(key)} = {record.value} disagrees with {seen[key][1]} "
-                                f"({seen[key][0]}); the first value is used")
-                        continue
-                    seen[key] = (record.value, label)
-                    kept.append(record)
-                results.records += kept
-                results.runs.append(RunInfo(label, folder, "records", run_json))
-                results.images += _saved_images(folder, label)
-                results.match_images += _saved_images(folder, label, "match_images")
-            if (folder / "cost.csv").is_file():
-                environment = run_json.get("environment", {}) if isinstance(run_json.get("environment"), dict) else {}
-                threads = environment.get("torch_threads")
-                results.cost += read_cost_csv(folder / "cost.csv", label, str(environment.get("device_name") or ""),
-                                              threads if isinstance(threads, int) else 0,
-                                              loaded_measurements(run_json))
-                results.runs.append(RunInfo(label, folder, "cost", run_json))
+            _collect_folder(folder, root.name if relative == "." else f"{root.name}/{relative}", results, seen)
+        for bundle in sorted(root.rglob("*" + SUFFIX)):
+            _collect_bundle(bundle, f"{root.name}/{bundle.relative_to(root).as_posix()}", results, seen)
     return results

@@ -281,6 +281,7 @@ def provenance(results: Results) -> list[dict[str, Any]]:
                 "versions": ", ".join(f"{k} {v}" for k, v in versions.items()),
                 "device": environment.get("device_name") or environment.get("device") or "unknown",
                 "weights": weights,
+                "verification": run.verification,
             })
     return out
 

@@ -218,6 +218,7 @@ class Values:
         self.sweep_runs = {run.label for run in results.runs if run.kind == "cost"
                            and len((run.run_json.get("settings") or {}).get("ref_sizes") or []) > 1}
         self.datasets = frozenset(dataset for dataset, *_ in self.means)
+        self.marks = results.marks  # records from bundles: "verified DATE on DEVICE" / "unverified bundle"
 
     def record_value(self, column: ColumnSpec, preset: str | None, method: str) -> tuple[Mean | None, str]:
         """(mean, note) for one cell; note says which preset/reference was picked when the spec left it open."""
@@ -241,6 +242,8 @@ class Values:
                 continue
             if not preset:
                 note = ", ".join(n for n in (f"preset {candidate}", note) if n)
+            mark = self.marks.get((column.dataset, candidate, method, reference), "")
+            note = ", ".join(n for n in (note, mark) if n)
             return self.means[(column.dataset, candidate, method, reference, column.metric)], note
         return None, ""
 

@@ -32,6 +32,8 @@ VERB_MODULES: dict[str, tuple[str, str]] = {
     "report": ("bench.commands.report", "HTML page, LaTeX tables and plots from run folders"),
     "data": ("bench.commands.data", "list, fetch (download, check, install) and verify the public test sets"),
     "demo": ("bench.commands.demo", "the main job: embedded data, cost table, HTML report (offline)"),
+    "bundle": ("bench.commands.bundle", "pack a finished run folder into one checkable .refsr.tar"),
+    "verify": ("bench.commands.bundle", "check a result bundle here; exit 0 only when every check passes"),
     "gpu-check": ("bench.commands.gpu_check", "fixtures, deform-conv replay and cost of every network on one device"),
 }
 
