@@ -15,9 +15,8 @@ Checks, each passing or failing on its own and naming what failed:
   6-decimal values equal) when the numeric environment matches the bundle's, else **within tolerance**
   (``TOLERANCES``) -- reported as such.
 
-Numeric environment: torch version, the device (GPU name, or CPU with its torch thread count) and the
-determinism flags, read from run.json (``numeric_environment`` where the run identity carries it, else its
-``environment``/``determinism`` fields).
+Numeric environment: torch version, intra-op threads, device model and the deterministic flags, as the run
+identity records them (``bench.results.rundir.numeric_environment``).
 
 Tolerances across numeric environments (``TOLERANCES``) are 10x the largest difference measured between
 environments: CARN-M (official weights), preset sisr_std, Set5 + Set14 (19 images), run under 1 and under 2
@@ -113,18 +112,18 @@ def tolerance_for(metric: str) -> float | None:
 
 
 def numeric_environment(run_json: dict[str, Any]) -> dict[str, Any]:
-    """What the values' last bits depend on, as run.json records it (see the module docstring)."""
-    for source in ((run_json.get("identity") or {}).get("numeric_environment"), run_json.get("numeric_environment")):
-        if isinstance(source, dict):
-            return source
-    environment = run_json.get("environment") or {}
-    return {"torch": environment.get("torch"), "device": environment.get("device_name"),
-            "determinism": run_json.get("determinism")}
+    """What the values' last bits depend on, as the run identity records it (``bench.results.rundir``'s
+    ``numeric``: torch version, intra-op threads, device model, deterministic flags)."""
+    numeric = (run_json.get("identity") or {}).get("numeric")
+    if not isinstance(numeric, dict):
+        raise UserError("run.json has no numeric environment in its identity: the bundle was made by an older suite; "
+                        "bundle a run made by this one")
+    return numeric
 
 
 def local_numeric_environment(device: str, determinism: dict[str, Any]) -> dict[str, Any]:
-    """This machine's numeric environment, in ``numeric_environment``'s form."""
-    return numeric_environment({"environment": provenance.environment(device), "determinism": determinism})
+    """This process's numeric environment, in the identity's form (call it after the run's threads are set)."""
+    return rundir.numeric_environment(device, determinism)
 
 
 def environment_differences(bundle_env: dict[str, Any], here: dict[str, Any]) -> list[str]:

@@ -77,6 +77,9 @@ def finished_run_json(run_dir: Path) -> dict[str, Any]:
         raise UserError(f"{path} is not valid JSON; rerun the run") from None
     if not isinstance(run_json, dict) or not isinstance(run_json.get("identity"), dict):
         raise UserError(f"{run_dir}: run.json has no run identity (an older schema); rerun it to bundle it")
+    if not isinstance(run_json["identity"].get("numeric"), dict):
+        raise UserError(f"{run_dir}: its identity holds no code and numeric environment (made by an older suite); "
+                        "rerun it to bundle it")
     if "merged_from" in run_json:
         missing = run_json.get("missing_shards") or []
         what = f"a partial merge (missing shards {', '.join(missing)})" if missing else "a merge of shards"
@@ -121,15 +124,14 @@ def claim(run_json: dict[str, Any], records: list[Record]) -> dict[str, Any]:
 
 
 def code_identity(run_json: dict[str, Any]) -> dict[str, Any]:
-    """The code that produced the run: suite version, git commit (and, once run.json carries them, the dirty
-    flag and the sha256 of method sources), as run.json records it."""
+    """The code that produced the run, as its identity records it: suite version, git commit and dirty flag,
+    plugin files and each method's source files (sha256)."""
     identity = run_json["identity"]
-    environment = run_json.get("environment") or {}
-    code = {"suite_version": identity.get("suite_version"), "git_sha": environment.get("git_sha")}
-    for key in ("code", "code_identity"):
-        if isinstance(identity.get(key), dict):
-            code.update(identity[key])
-    return code
+    methods = identity.get("methods") or {}
+    return {"suite_version": identity.get("suite_version"), "git": identity.get("git"),
+            "plugins": identity.get("plugins"),
+            "method_sources": {name: entry.get("source") for name, entry in sorted(methods.items())
+                               if isinstance(entry, dict) and "source" in entry}}
 
 
 def bundle_members(run_dir: Path, with_images: bool) -> dict[str, bytes]:
