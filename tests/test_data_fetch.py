@@ -6,7 +6,6 @@ The replicas are tiny PNGs written here, so the source cards are pointed at them
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import hashlib
 import http.server
@@ -18,13 +17,13 @@ import subprocess
 import sys
 import tarfile
 import threading
-import types
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from gdown_stub import stub_gdown
 from PIL import Image
 
 from bench.commands.cli import main
@@ -262,29 +261,6 @@ def test_a_set_without_a_link_says_how_to_install_by_hand(tmp_path: Path, capsys
 # ---------------------------------------------------------------------------------------------------
 # Google Drive (stubbed gdown)
 
-Listed = collections.namedtuple("Listed", ("id", "path", "local_path"))  # gdown's GoogleDriveFileToDownload
-
-
-def _stub_gdown(monkeypatch: pytest.MonkeyPatch, files: dict[str, tuple[str, bytes]], calls: list[str],
-                folder_error: Exception | None = None) -> None:
-    """``files``: Drive id -> (path in the folder, body). ``download`` writes the body of ``?id=``."""
-
-    def download(url: str, output: str, quiet: bool = False) -> str:
-        calls.append(url)
-        Path(output).write_bytes(files[url.rsplit("id=", 1)[1]][1])
-        return output
-
-    def download_folder(url: str, skip_download: bool = False, quiet: bool = False) -> list[Listed]:
-        assert skip_download, "the folder must only be listed, never downloaded whole"
-        calls.append(f"list {url}")
-        if folder_error is not None:
-            raise folder_error
-        return [Listed(file_id, path, f"/nowhere/{path}") for file_id, (path, _) in files.items()]
-
-    stub = types.SimpleNamespace(download=download, download_folder=download_folder)
-    monkeypatch.setitem(sys.modules, "gdown", stub)
-
-
 CUFED5 = {f"CUFED5/{g:03d}_{k}.png": _png(10 * g + k) for g in range(2) for k in range(6)}
 
 
@@ -292,7 +268,7 @@ def test_drive_file_goes_through_gdown(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    _stub_gdown(monkeypatch, {"FILEID": ("CUFED5.zip", _zip(CUFED5))}, calls)
+    stub_gdown(monkeypatch, {"FILEID": ("CUFED5.zip", _zip(CUFED5))}, calls)
     source = dataclasses.replace(SOURCES["cufed5"], links=(SourceLink("gdrive_file", "FILEID"),), expected_items=2)
     monkeypatch.setitem(SOURCES, "cufed5", source)
     status, _, err = _fetch(capsys, tmp_path, "cufed5")
@@ -314,7 +290,7 @@ def test_drive_folder_is_listed_and_each_file_downloaded(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     files, calls = _wrsr_files(), []
-    _stub_gdown(monkeypatch, files, calls)
+    stub_gdown(monkeypatch, files, calls)
     source = dataclasses.replace(SOURCES["wrsr"], links=(SourceLink("gdrive_folder", "FOLDERID"),), expected_items=3)
     monkeypatch.setitem(SOURCES, "wrsr", source)
     status, _, err = _fetch(capsys, tmp_path, "wrsr")
@@ -333,7 +309,7 @@ def test_drive_folder_failures_leave_nothing(
     if case == "missing-pair":
         del files["REF2"]
     error = RuntimeError("Cannot retrieve the folder information") if case == "listing-fails" else None
-    _stub_gdown(monkeypatch, files, [], folder_error=error)
+    stub_gdown(monkeypatch, files, [], folder_error=error)
     source = dataclasses.replace(SOURCES["wrsr"], links=(SourceLink("gdrive_folder", "FOLDERID"),), expected_items=3)
     monkeypatch.setitem(SOURCES, "wrsr", source)
     status, _, err = _fetch(capsys, tmp_path, "wrsr")

@@ -4,7 +4,6 @@ file is kept, its sha256 printed and recorded. Also ``--weights`` parsing (FILE 
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import http.server
 import io
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from gdown_stub import stub_gdown
 from torch import nn
 
 from bench.commands.cli import main
@@ -158,7 +158,6 @@ def test_good_file_without_hash_is_verified_by_layout_printed_and_recorded(
 
 
 def _stub_gdown(monkeypatch: pytest.MonkeyPatch, body: bytes, calls: list[str]) -> None:
-    import types
 
     def download(url: str, output: str, quiet: bool = False) -> str:
         calls.append(url)
@@ -202,28 +201,7 @@ def test_interrupted_download_leaves_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
-Listed = collections.namedtuple("Listed", ("id", "path", "local_path"))  # gdown's GoogleDriveFileToDownload
 FOLDER = "https://drive.google.com/drive/folders/FOLDER_ID"
-
-
-def _stub_drive_folder(monkeypatch: pytest.MonkeyPatch, files: dict[str, tuple[str, bytes]], calls: list[str],
-                       listing_error: Exception | None = None) -> None:
-    """A stubbed gdown whose folder holds ``files`` (Drive id -> (path in the folder, body))."""
-
-    def download(url: str, output: str, quiet: bool = False) -> str:
-        calls.append(url)
-        Path(output).write_bytes(files[url.rsplit("id=", 1)[1]][1])
-        return output
-
-    def download_folder(url: str, skip_download: bool = False, quiet: bool = False) -> list[Listed]:
-        assert skip_download, "the folder must only be listed, never downloaded whole"
-        calls.append(f"list {url}")
-        if listing_error is not None:
-            raise listing_error
-        return [Listed(file_id, path, f"/nowhere/{path}") for file_id, (path, _) in files.items()]
-
-    stub = types.SimpleNamespace(download=download, download_folder=download_folder)
-    monkeypatch.setitem(sys.modules, "gdown", stub)
 
 
 def test_drive_folder_is_listed_and_only_the_cards_file_downloaded(
@@ -231,7 +209,7 @@ def test_drive_folder_is_listed_and_only_the_cards_file_downloaded(
 ) -> None:
     calls: list[str] = []
     files = {"A": ("readme.txt", b"notes"), "B": ("models/tiny.pth", GOOD), "C": ("other.pth", WRONG_LAYOUT)}
-    _stub_drive_folder(monkeypatch, files, calls)
+    stub_gdown(monkeypatch, files, calls)
     _register(monkeypatch, FOLDER, source="gdrive_folder")
     status, out, err = _fetch(capsys, tmp_path)
     digest = hashlib.sha256(GOOD).hexdigest()
@@ -249,7 +227,7 @@ def test_drive_folder_failures_say_what_to_download_and_leave_nothing(
     body = {"wrong-layout": WRONG_LAYOUT, "html": HTML}.get(case, GOOD)
     name = "renamed.pth" if case == "not-in-folder" else "tiny.pth"
     error = RuntimeError("Cannot retrieve the folder information") if case == "listing-fails" else None
-    _stub_drive_folder(monkeypatch, {"B": (name, body)}, [], listing_error=error)
+    stub_gdown(monkeypatch, {"B": (name, body)}, [], folder_error=error)
     _register(monkeypatch, FOLDER, source="gdrive_folder")
     status, _, err = _fetch(capsys, tmp_path)
     assert status == 2 and "Traceback" not in err
@@ -267,7 +245,7 @@ def test_official_drive_folders_that_cannot_be_listed_name_the_file_and_its_plac
     name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    _stub_drive_folder(monkeypatch, {}, calls, listing_error=RuntimeError("offline"))
+    stub_gdown(monkeypatch, {}, calls, folder_error=RuntimeError("offline"))
     for weight in registry.card(name).weights:  # files with a direct link (VGG19) count as present here
         if weight.source != "gdrive_folder":
             (tmp_path / weight.file_name).write_bytes(b"placeholder")
