@@ -38,7 +38,7 @@ from bench.engines.run.folder import open_journal
 from bench.engines.run.plan import Group, Plan, RunConfig, describe, group_count, pending_groups, plan
 from bench.engines.torchrun import Context, backend_for, balanced_split, init_process_group, raise_first
 from bench.results import rundir
-from bench.results.records import Record, RecordAppender, read_journal
+from bench.results.records import Record, RecordAppender, read_journal, write_error, write_file
 from protocols.core import UserError
 from protocols.imageio import image_size
 
@@ -131,7 +131,10 @@ def run_distributed(config: RunConfig, ctx: Context) -> list[Record]:
 
 def _evaluate_share(config: RunConfig, work: Plan, run_id: str, shares: list[list[Group]], done_before: int,
                     ctx: Context) -> None:
-    (config.out_dir / PARTS_DIR).mkdir(exist_ok=True)
+    try:
+        (config.out_dir / PARTS_DIR).mkdir(exist_ok=True)
+    except OSError as error:
+        raise write_error(config.out_dir / PARTS_DIR, error) from None
     part = RecordAppender(_part(config.out_dir, ctx.rank, "csv"), work.spec.metrics, run_id)
     current = _part(config.out_dir, ctx.rank, "current")
     total = done_before + sum(len(share) for share in shares)
@@ -147,13 +150,13 @@ def _evaluate_share(config: RunConfig, work: Plan, run_id: str, shares: list[lis
             progress.update(done_before + written - progress.n)
 
     for group in shares[ctx.rank]:
-        current.write_text(describe(config, work, group) + "\n")
+        write_file(current, describe(config, work, group) + "\n")
         try:
             evaluate_groups(config, work, run_id, [group], part, after_each=refresh)
         except UserError as failure:
             raise UserError(f"rank {ctx.rank} failed on {describe(config, work, group)}: {failure}") from None
     current.unlink(missing_ok=True)
-    _part(config.out_dir, ctx.rank, "done").write_text("")
+    write_file(_part(config.out_dir, ctx.rank, "done"), "")
     if ctx.rank == 0:
         while not all(_part(config.out_dir, r, "done").is_file() for r in range(ctx.world_size)):
             refresh()
