@@ -246,16 +246,8 @@ def _verb_of(argv: Sequence[str]) -> str | None:
     return None
 
 
-def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
-    """The full parser; only ``verb``'s module (if it is one of ``VERB_MODULES``) is imported."""
-    parser = argparse.ArgumentParser(
-        prog="refsr-bench", description="Reference-based SR benchmark and reproducibility suite"
-    )
-    parser.add_argument("--version", action="version", version=f"refsr-bench {_version()}")
-    parser.add_argument("--plugin", action="append", default=[],
-                        help="a Python file that registers your own method, dataset or metric")
-    sub = parser.add_subparsers(dest="verb", required=True)
-
+def _add_run_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``refsr-bench run``'s options."""
     run_parser = sub.add_parser("run", help="evaluate methods on one protocol, writing per-image records")
     run_parser.add_argument("-p", "--protocol", required=True, help="DATASET[:PRESET], e.g. urban100:refsr")
     run_parser.add_argument(
@@ -303,6 +295,19 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     run_parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice for one "
                             "process, also under torchrun); part of the run identity")
     run_parser.set_defaults(handler=_cmd_run)
+
+
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; only ``verb``'s module (if it is one of ``VERB_MODULES``) is imported."""
+    parser = argparse.ArgumentParser(
+        prog="refsr-bench", description="Reference-based SR benchmark and reproducibility suite"
+    )
+    parser.add_argument("--version", action="version", version=f"refsr-bench {_version()}")
+    parser.add_argument("--plugin", action="append", default=[],
+                        help="a Python file that registers your own method, dataset or metric")
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    _add_run_parser(sub)
 
     merge_parser = sub.add_parser("merge", help="join sharded run folders")
     merge_parser.add_argument("run_dirs", nargs="+")
