@@ -229,7 +229,8 @@ def test_a_two_rank_torchrun_bundle_verifies(tmp_path: Path) -> None:
 
     report = json.loads((tmp_path / "r.verification" / "verification.json").read_text())
     html = Path(render_report([tmp_path / "r.refsr.tar"], tmp_path / "report")).read_text()
-    assert f'title="mean of 3 images; verified {report["date"]} on {report["machine"]["model"]}"' in html
+    # (3 of Set5's 5 images: the cell is also marked partial, issue 21)
+    assert f'mean of 3 images; verified {report["date"]} on {report["machine"]["model"]}"' in html
 
 
 def test_a_one_thread_bundle_verifies_under_two_threads_within_tolerance(shared: Path, tmp_path: Path) -> None:
@@ -245,7 +246,7 @@ def test_a_one_thread_bundle_verifies_under_two_threads_within_tolerance(shared:
     result = bench("verify", tmp_path / "r.refsr.tar", "--data", data, "--weights", weights, "--all", "--out",
                    tmp_path / "v", threads=2)
     line = next(line for line in result.stdout.splitlines() if line.startswith("recomputation"))
-    assert "pass" in line and "within tolerance" in line and "1 torch threads" in line and ", exact" not in line
+    assert "pass" in line and "within tolerance" in line and "threads 1 -> 2" in line and ", exact" not in line
     report = json.loads((tmp_path / "v" / "verification.json").read_text())
     assert [c["mode"] for c in report["checks"] if c["name"] == "recomputation"] == ["within tolerance"]
 
