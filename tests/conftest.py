@@ -87,3 +87,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """Base URL of a local HTTP server serving ``local_http.ROUTES`` (the fetch tests)."""
+    from local_http import serve
+
+    httpd, url = serve()
+    yield url
+    httpd.shutdown()
+    httpd.server_close()

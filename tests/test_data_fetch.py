@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.server
 import io
 import json
 import os
@@ -16,14 +15,13 @@ import stat
 import subprocess
 import sys
 import tarfile
-import threading
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from gdown_stub import stub_gdown
+from local_http import ROUTES
 from PIL import Image
 
 from bench.commands.cli import main
@@ -31,32 +29,6 @@ from bench.engines.data.manifest import MANIFEST_NAME, data_match
 from protocols.sources import SOURCES, DataSource, SourceLink
 
 ROOT = Path(__file__).resolve().parents[1]
-ROUTES: dict[str, tuple[str, bytes, int | None]] = {}  # path -> (content type, body, claimed length)
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        content_type, body, claimed = ROUTES.get(self.path, ("text/plain", b"not found", None))
-        self.send_response(200 if self.path in ROUTES else 404)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(claimed if claimed is not None else len(body)))
-        self.end_headers()
-        self.wfile.write(body)  # a claimed length above len(body) makes the download come up short
-
-    def log_message(self, *_args: object) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-
-
 def _png(seed: int) -> bytes:
     pixels = np.random.default_rng(seed).integers(0, 256, (6, 5, 3), dtype=np.uint8)
     buffer = io.BytesIO()
@@ -100,7 +72,7 @@ def _point_set5(monkeypatch: pytest.MonkeyPatch, url: str, sha256: str | None = 
 
 def _serve(server: str, path: str, body: bytes, content_type: str = "application/zip",
            claimed: int | None = None) -> str:
-    ROUTES[path] = (content_type, body, claimed)
+    ROUTES[path] = (200, content_type, body, claimed)
     return server + path
 
 

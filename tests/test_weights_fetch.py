@@ -5,18 +5,16 @@ file is kept, its sha256 printed and recorded. Also ``--weights`` parsing (FILE 
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
 import sys
-import threading
 import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from gdown_stub import stub_gdown
+from local_http import ROUTES
 from torch import nn
 
 from bench.commands.cli import main
@@ -26,31 +24,6 @@ from methods.base import load_state_dict_strict, read_checkpoint
 from methods.cards import MethodCard, WeightFile
 from methods.weights import RECORDED_HASHES, parse_weights_option
 from protocols.core import UserError
-
-ROUTES: dict[str, tuple[int, str, bytes, int | None]] = {}  # path -> (status, content type, body, claimed length)
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        status, content_type, body, claimed = ROUTES.get(self.path, (404, "text/plain", b"not found", None))
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(claimed if claimed is not None else len(body)))
-        self.end_headers()
-        self.wfile.write(body)  # a claimed length above len(body) makes the download come up short
-
-    def log_message(self, *_args: object) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
 
 
 class _Tiny:
