@@ -3,7 +3,7 @@ modules of its own layer or below (``tests/test_layers.py`` parses every module,
 
     0 protocols/         data, degradations, reference policies, metrics, presets
     1 methods/           networks, their cards and weight files
-    2 bench/results/     torch-free results: records, run directory and identity, provenance, golden gate
+    2 bench/results/     results: records, run directory and identity, provenance, golden gate, bundles
     3 reports/           tables, plots, visuals, the HTML/LaTeX report
     4 bench/engines/     evaluation: run engine, torchrun, matching accuracy, cost measurement, port checks
     5 bench/commands/    the verbs (argparse lives only here), each a thin wrapper over a typed function below
