@@ -221,12 +221,11 @@ def _first_line(text: str) -> str:
 
 
 def check_checkpoint_file(path: Path) -> None:
-    """Short reasons for files that cannot be checkpoints, before torch prints its long ones."""
-    head = path.read_bytes()[:4] if path.stat().st_size else b""
-    if not head:
-        raise UserError(f"checkpoint {path} is empty (0 bytes); download it again")
-    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
-        raise UserError(f"checkpoint {path} is not a PyTorch checkpoint (neither zip nor pickle); download it again")
+    """Short reasons for files that cannot be checkpoints (``checkpoint_problem``), before torch prints its long
+    ones."""
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise UserError(f"checkpoint {path} is {problem}; download it again")
 
 
 def _guarded(name: str, load: Callable[[], str | None]) -> str | None:

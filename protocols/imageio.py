@@ -105,7 +105,10 @@ def _open(path: Path, data: bytes | None = None) -> Image.Image:
         previous = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
         try:
-            image = Image.open(path if data is None else io.BytesIO(data))
+            buffer = None if data is None else io.BytesIO(data)
+            if buffer is not None:
+                buffer.name = str(path)  # Pillow names the file in its errors, not the buffer object
+            image = Image.open(path if buffer is None else buffer)
         finally:
             Image.MAX_IMAGE_PIXELS = previous
     width, height = image.size
@@ -199,10 +202,3 @@ def levels_png_bytes(levels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def write_levels_png(path: str | Path, levels: np.ndarray) -> None:
-    """Write ``levels_png_bytes(levels)`` to ``path``; parent folders are created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(levels_png_bytes(levels))

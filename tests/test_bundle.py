@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -290,3 +291,39 @@ def test_committed_bundles_verify_against_the_shared_data(shared: Path, tmp_path
     result = bench("verify", ROOT / "reports" / "bundles" / f"{name}.refsr.tar", "--data", shared / "data",
                    "--weights", weights, "--sample", "1", "--out", tmp_path / "v")
     assert "verdict: PASS" in result.stdout and "1 of " in result.stdout
+
+
+def _identity_as_list(data: bytes) -> bytes:
+    run_json = json.loads(data)
+    run_json["identity"] = [run_json["identity"]]
+    return json.dumps(run_json).encode()
+
+
+def _claim_as_text(data: bytes) -> bytes:
+    manifest = json.loads(data)
+    manifest["claim"] = "x"
+    return json.dumps(manifest).encode()
+
+
+@pytest.mark.parametrize(("member", "change", "expected"), [
+    ("run.json", _identity_as_list, "FAIL integrity: run.json: the identity is not a JSON object"),
+    (MANIFEST, _claim_as_text, "FAIL integrity: bundle.json: the claim is not a JSON object"),
+    ("images/gain_bicubic/none/im1.png", lambda _: b"not a png", "FAIL rescoring: images/gain_bicubic/none/im1.png"),
+])
+def test_a_malformed_member_is_a_named_failure_not_a_traceback(gain_run: dict[str, Path], tmp_path: Path,
+                                                               member: str, change, expected: str) -> None:  # type: ignore[no-untyped-def]
+    crafted = tmp_path / "crafted.refsr.tar"
+    _repack(gain_run["bundle"], crafted, member, change)
+    result = verify_gain(gain_run, crafted, tmp_path / "v", check=1)
+    assert any(line.startswith(expected) for line in fails(result)), result.stdout
+    assert "Traceback" not in result.stderr and "verdict: FAIL" in result.stdout
+
+
+def test_non_finite_values_pass_only_when_equal() -> None:
+    """In tolerance mode a recorded inf (identical images) must not pass against a finite value."""
+    from bench.engines.verify import Check, _compare
+
+    for recorded, value, passes in ((math.inf, math.inf, True), (math.inf, 40.0, False), (40.0, math.inf, False)):
+        check = Check("recomputation")
+        _compare(check, "g", {"psnr_y": recorded}, {"psnr_y": value}, exact=False)
+        assert (check.status == "pass") is passes, (recorded, value)

@@ -41,7 +41,7 @@ def _weights_folder(tmp_path: Path, shared: Path) -> Path:
 def test_predict_writes_the_png_run_scores_for_carn_m_on_set5(tmp_path: Path, shared: Path) -> None:
     """``run --save-images`` and ``predict`` on the LR that run made: byte-identical PNGs (CARN-M, real weights)."""
     from protocols.datasets import load_items
-    from protocols.imageio import write_levels_png
+    from protocols.imageio import levels_png_bytes
     from protocols.pipeline import make_sample
     from protocols.resize import from_uint8_array, to_uint8_array
     from protocols.spec import get_preset
@@ -59,7 +59,7 @@ def test_predict_writes_the_png_run_scores_for_carn_m_on_set5(tmp_path: Path, sh
     sample = make_sample(load_items("set5", data)[0], get_preset("refsr"), "set5", "self_lr")
     lr_levels = to_uint8_array(sample.lr)
     assert np.array_equal(from_uint8_array(lr_levels).numpy(), sample.lr.numpy())  # uint8-exact: a PNG holds it
-    write_levels_png(tmp_path / "lr.png", lr_levels.astype(np.float64))
+    (tmp_path / "lr.png").write_bytes(levels_png_bytes(lr_levels.astype(np.float64)))
     done = _bench("predict", "-m", "carn_m", "--lr", str(tmp_path / "lr.png"), "--out", str(tmp_path / "sr.png"),
                   env=env)
     assert done.returncode == 0, done.stderr
@@ -197,3 +197,12 @@ def test_help_texts() -> None:
     demo_help = _bench("demo", "--help").stdout
     assert "quality" in demo_help and "matching" in demo_help and "report" in demo_help
     assert "--lr" in _bench("predict", "--help").stdout
+
+
+def test_predict_refuses_a_folder_as_out_and_scale_zero(tmp_path: Path) -> None:
+    lr = tmp_path / "lr.png"
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(lr)
+    (tmp_path / "taken.png").mkdir()
+    for extra in (["--out", str(tmp_path / "taken.png")], ["--out", str(tmp_path / "sr.png"), "--scale", "0"]):
+        result = _bench("predict", "-m", "bicubic", "--lr", str(lr), *extra)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr

@@ -238,6 +238,14 @@ def test_bad_output_folders_exit_2_naming_the_file(urban: tuple[Path, Path, Path
     assert not out.exists()  # refused before anything is written
 
 
+@pytest.mark.parametrize("pattern", ["{image:05d}.png", "{index:zz}.png", "{image!q}.png"])
+def test_a_template_that_cannot_be_filled_is_exit_2(urban: tuple[Path, Path, Path], capsys, pattern: str) -> None:
+    data, _, folder = urban
+    status, _, err = cli(capsys, "run", "-p", "urban100", "--data", data, "--out", folder.parent / "t",
+                         "--outputs", f"p={folder}", "--outputs-pattern", pattern)
+    assert status == 2 and "Traceback" not in err and pattern in err, err
+
+
 def test_torchrun_outputs_equal_one_process(urban: tuple[Path, Path, Path], capsys) -> None:
     data, _, folder = urban
     argv = ["run", "-p", "urban100", "--data", str(data), "--outputs", f"p={folder}"]

@@ -43,10 +43,11 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from bench.results.records import write_atomic, write_error
     from bench.results.rundir import check_device
     from methods.registry import card
     from methods.weights import load_method  # the loading code `run` uses
-    from protocols.imageio import read_image, write_levels_png
+    from protocols.imageio import levels_png_bytes, read_image
     from protocols.pipeline import reference_inputs
     from protocols.resize import from_uint8_array
     from protocols.scoring import output_levels
@@ -55,7 +56,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     method_card = card(args.method)
     if method_card.task == "matcher":
         raise UserError(f"{method_card.name} is a matcher, not an SR method; use `refsr-bench match`")
-    scale = args.scale or method_card.default_scale
+    scale = args.scale if args.scale is not None else method_card.default_scale
     if not method_card.supports(scale):
         raise UserError(f"{method_card.name} does not support ×{scale}; scales: {method_card.scales_text()}")
     spec = get_preset(args.preset)
@@ -83,7 +84,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if ref_array is not None:
             print(f"note: {method_card.name} takes no reference; --ref is ignored")
         sr = method.predict(lr.to(args.device))
-    write_levels_png(out, output_levels(sr.cpu(), spec, grey=spec.degrade_luma_only))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise write_error(out.parent, error) from None
+    write_atomic(out, levels_png_bytes(output_levels(sr.cpu(), spec, grey=spec.degrade_luma_only)))
     height, width = sr.shape[2:]
     print(f"wrote {out} ({width}x{height}, {record_name} ×{scale}, preset {spec.name} quantisation)")
     return 0

@@ -22,14 +22,15 @@ Tolerances across numeric environments (``TOLERANCES``) are 10x the largest diff
 environments: CARN-M (official weights), preset sisr_std, Set5 + Set14 (19 images), run under 1 and under 2
 torch threads on this suite's 2-core CPU machine (torch 2.x): 16 of 19 PSNR-Y values and 2 of 19 SSIM-Y values
 differ, the largest |Δ| being 1.7e-5 dB PSNR-Y (Set5) and 1e-6 SSIM-Y (one step of the 6-decimal records).
-A CPU-vs-GPU difference was not measured here (no GPU was available); the same bound is applied and the
-report says which environments were compared.
+A difference in device model, torch version or deterministic flags was not measured here (no GPU was
+available): recomputation then fails with "no tolerance was measured", reporting the largest |Δ| unjudged.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 import random
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -114,10 +115,7 @@ def tolerance_for(metric: str) -> float | None:
 def numeric_environment(run_json: dict[str, Any]) -> dict[str, Any]:
     """What the values' last bits depend on, as the run identity records it (``bench.results.rundir``'s
     ``numeric``: torch version, intra-op threads, device model, deterministic flags)."""
-    numeric = (run_json.get("identity") or {}).get("numeric")
-    if not isinstance(numeric, dict):
-        raise UserError("run.json has no numeric environment in its identity: the bundle was made by an older suite; "
-                        "bundle a run made by this one")
+    numeric: dict[str, Any] = run_json["identity"]["numeric"]  # checked by structure_problems
     return numeric
 
 
@@ -237,7 +235,10 @@ def _compare(check: Check, where: str, recorded: dict[str, float], values: dict[
         if metric not in recorded:
             check.fail(f"{where}: no {metric} record")
             continue
-        difference = abs(value - recorded[metric]) if np.isfinite(value) and np.isfinite(recorded[metric]) else 0.0
+        if np.isfinite(value) and np.isfinite(recorded[metric]):
+            difference = abs(value - recorded[metric])
+        else:  # inf (identical images) or nan: equal as written in records.csv, or infinitely far apart
+            difference = 0.0 if format_value(value) == format_value(recorded[metric]) else math.inf
         check.largest[metric] = max(check.largest.get(metric, 0.0), difference)
         tolerance = tolerance_for(metric)
         if exact or tolerance is None:
@@ -274,12 +275,11 @@ def check_rescoring(bundle: Bundle, records: list[Record], config: RunConfig, wo
             check.fail(f"{name}: names no group of this run")
             continue
         policy = policies[parts[2]]
-        levels = np.asarray(Image.open(io.BytesIO(bundle.members[name]))).astype(np.float64)
-        levels = levels[:, :, None] if levels.ndim == 2 else levels
-        sample = make_sample(items[image], work.spec, config.dataset, policy)
         try:
-            values = score_levels(levels, sample, work.spec)
-        except ValueError as error:
+            levels = np.asarray(Image.open(io.BytesIO(bundle.members[name]))).astype(np.float64)
+            levels = levels[:, :, None] if levels.ndim == 2 else levels
+            values = score_levels(levels, make_sample(items[image], work.spec, config.dataset, policy), work.spec)
+        except (ValueError, OSError) as error:  # PIL's UnidentifiedImageError is an OSError
             check.fail(f"{name}: cannot be scored ({error})")
             continue
         _compare(check, name, groups.get((parts[1], policy, image), {}), values, exact=True)
@@ -299,7 +299,11 @@ def chosen_groups(records: list[Record], sample: int | None, seed: int) -> list[
 def check_recomputation(records: list[Record], config: RunConfig, work: Plan, options: VerifyOptions,
                         differences: list[str], run_id: str) -> Check:
     exact = not differences
+    unmeasured = [d for d in differences if not d.startswith("threads ")]
     check = Check("recomputation", mode="exact" if exact else "within tolerance")
+    if unmeasured:  # the tolerances come from thread-count changes only; another device or torch is not judged
+        check.fail(f"no tolerance was measured for this difference ({'; '.join(unmeasured)}): only thread "
+                   "counts were (1 vs 2 CPU threads); the largest |Δ| is reported, not judged")
     keys = chosen_groups(records, options.sample, options.seed)
     methods = {name.replace(RANDOM_WEIGHTS_TAG, ""): i for i, (_, name) in enumerate(work.methods)}
     items = {item.name: i for i, item in enumerate(work.items)}
@@ -336,22 +340,43 @@ def _config(bundle: Bundle, options: VerifyOptions, out_dir: Path) -> RunConfig:
                      allow_random_weights=True, show_progress=False)
 
 
+def structure_problems(bundle: Bundle) -> list[str]:
+    """What makes ``run.json`` or ``bundle.json`` unfit to read (a crafted or damaged bundle), as integrity
+    failures: the identity, its methods and the claim must be JSON objects."""
+    identity = bundle.run_json.get("identity")
+    problems = []
+    if not isinstance(identity, dict):
+        problems.append("run.json: the identity is not a JSON object")
+    elif not isinstance(identity.get("methods"), dict) or not all(
+            isinstance(entry, dict) and isinstance(entry.get("weights", []), list)
+            for entry in identity["methods"].values()):
+        problems.append("run.json: identity.methods is not an object of method entries")
+    elif not isinstance(identity.get("numeric"), dict):
+        problems.append("run.json: the identity holds no numeric environment (a bundle of an older suite)")
+    claim = bundle.manifest.get("claim")
+    if not isinstance(claim, dict) or not isinstance(claim.get("means", {}), dict):
+        problems.append(f"{MANIFEST}: the claim is not a JSON object with a means object")
+    return problems
+
+
 def verify(bundle: Bundle, options: VerifyOptions) -> Verification:
     """Run the selected checks on ``bundle`` (a UserError when the bundle cannot be planned here, e.g. the
     dataset is not found: the message says which option to pass)."""
+    machine_environments: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="refsr-verify-") as temp:
-        integrity, records = check_integrity(bundle, Path(temp))
-        checks = [integrity] if "integrity" in options.checks else []
-        environments: dict[str, Any] = {"bundle": numeric_environment(bundle.run_json)}
-        needs_plan = set(options.checks) - {"integrity"}
-        if needs_plan and not bundle.run_json.get("identity"):
-            raise UserError(f"{bundle.path}: run.json has no identity; only --checks integrity can run")
-        if needs_plan:
-            checks += _planned_checks(bundle, records, options, Path(temp), environments)
+        malformed = structure_problems(bundle)
+        if malformed:  # a crafted or damaged bundle: nothing below may trust its shape
+            checks = [Check("integrity", "fail", failures=malformed)]
+        else:
+            integrity, records = check_integrity(bundle, Path(temp))
+            checks = [integrity] if "integrity" in options.checks else []
+            if set(options.checks) - {"integrity"}:
+                machine_environments["bundle"] = numeric_environment(bundle.run_json)
+                checks += _planned_checks(bundle, records, options, Path(temp), machine_environments)
     machine = {"device": provenance.device_name(options.device), "model": provenance.device_model(options.device),
                "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "suite_version":
                rundir.suite_version(), "git_sha": provenance.git_sha()}
-    return Verification(checks, machine, environments)
+    return Verification(checks, machine, machine_environments)
 
 
 def _planned_checks(bundle: Bundle, records: list[Record], options: VerifyOptions, temp: Path,

@@ -39,7 +39,8 @@ def verdict_lines(verification: Verification) -> list[str]:
 
 
 def verification_json(verification: Verification, bundle: Bundle) -> dict[str, Any]:
-    claim = bundle.manifest.get("claim") or {}
+    claim = bundle.manifest.get("claim")
+    claim = claim if isinstance(claim, dict) else {}
     return {
         "bundle": bundle.path.name,
         "bundle_sha256": bundle.sha256,

@@ -28,7 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from bench.results.records import CHECKSUM_FILE, Record, is_journal, read_records, run_json_dataset
+from bench.results.records import (
+    CHECKSUM_FILE,
+    Record,
+    finished_file_is_intact,
+    is_journal,
+    read_records,
+    read_run_json,
+    run_json_dataset,
+)
 from protocols.errors import UserError
 
 FORMAT = "refsr-bench result bundle"
@@ -68,14 +76,8 @@ def bundle_means(records: list[Record]) -> dict[str, float]:
 
 def finished_run_json(run_dir: Path) -> dict[str, Any]:
     """run.json of a finished, unmerged run folder; a UserError saying why anything else cannot be bundled."""
-    path = run_dir / "run.json"
-    if not path.is_file():
-        raise UserError(f"{run_dir} is not a run folder (no run.json); bundle a folder written by `refsr-bench run`")
-    try:
-        run_json = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(f"{path} is not valid JSON; rerun the run") from None
-    if not isinstance(run_json, dict) or not isinstance(run_json.get("identity"), dict):
+    run_json = read_run_json(run_dir, "bundle a folder written by `refsr-bench run`")
+    if not isinstance(run_json.get("identity"), dict):
         raise UserError(f"{run_dir}: run.json has no run identity (an older schema); rerun it to bundle it")
     if not isinstance(run_json["identity"].get("numeric"), dict):
         raise UserError(f"{run_dir}: its identity holds no code and numeric environment (made by an older suite); "
@@ -87,8 +89,7 @@ def finished_run_json(run_dir: Path) -> dict[str, Any]:
     records = run_dir / "records.csv"
     if (run_dir / "parts").is_dir() or not records.is_file() or is_journal(records):
         raise UserError(f"{run_dir} is not finished (records.csv is missing or still a journal); rerun its command")
-    checksum = run_dir / CHECKSUM_FILE
-    if not checksum.is_file() or sha256_bytes(records.read_bytes()) != checksum.read_text().strip():
+    if not finished_file_is_intact(records):
         raise UserError(f"{run_dir}: records.csv does not match {CHECKSUM_FILE} (changed after the run finished)")
     if not (run_dir / "inputs.csv").is_file():
         raise UserError(f"{run_dir} has no inputs.csv; rerun its command to record the input files")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import math
 import os
 from collections.abc import Callable, Iterable
@@ -235,6 +236,21 @@ def write_records(path: str | Path, records: Iterable[Record]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, records_text(records))
+
+
+def read_run_json(run_dir: Path, rerun: str) -> dict[str, Any]:
+    """The run.json of ``run_dir`` as a JSON object; a UserError (ending with ``rerun``, what to do) when the folder
+    has none or it is not a JSON object."""
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a run folder (no run.json); {rerun}")
+    try:
+        run_json = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{path} is not valid JSON; {rerun}") from None
+    if not isinstance(run_json, dict):
+        raise UserError(f"{path} is not a JSON object; {rerun}")
+    return run_json
 
 
 def finished_file_is_intact(path: Path) -> bool:

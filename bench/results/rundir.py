@@ -311,7 +311,7 @@ def reconcile(
     if previous.get("data_folder") != data_folder:
         differences.append(f"data folder {previous.get('data_folder')} -> {data_folder}")
     if tuple(previous.get("shard", (0, 1))) != tuple(shard):
-        differences.append(f"shard {'/'.join(map(str, previous.get('shard')))} -> {shard[0]}/{shard[1]}")
+        differences.append(f"shard {'/'.join(map(str, previous.get('shard', (0, 1))))} -> {shard[0]}/{shard[1]}")
     stored_methods: dict[str, Any] = stored.get("methods", {})
     for name, entry in identity["methods"].items():
         if name in stored_methods and stored_methods[name] != entry:

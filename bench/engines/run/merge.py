@@ -17,6 +17,7 @@ from bench.results.records import (
     finished_file_is_intact,
     is_journal,
     read_records,
+    read_run_json,
     records_text,
     run_json_dataset,
 )
@@ -26,14 +27,8 @@ MERGE_FILES = ("records.csv", CHECKSUM_FILE, rundir.INPUTS_FILE, "run.json")  # 
 
 
 def _shard_run_json(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "run.json"
-    if not path.is_file():
-        raise UserError(f"{run_dir} is not a run folder (no run.json)")
-    try:
-        run_json = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(f"{path} is not valid JSON") from None
-    schema = run_json.get("schema") if isinstance(run_json, dict) else None
+    run_json = read_run_json(run_dir, "rerun that shard")
+    schema = run_json.get("schema")
     if schema not in rundir.RESUMABLE_SCHEMAS or "shard" not in run_json:
         raise UserError(f"{run_dir}: run.json is not a schema-{rundir.SCHEMA} run of this suite; rerun it")
     records = run_dir / "records.csv"

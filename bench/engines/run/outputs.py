@@ -36,7 +36,7 @@ from PIL import Image
 from methods.base import MethodInfo
 from protocols.core import Sample, UserError
 from protocols.datasets import DatasetItem
-from protocols.imageio import image_size, read_image
+from protocols.imageio import file_sha256, image_size, read_image
 from protocols.resize import from_uint8_array
 from protocols.spec import ProtocolSpec
 
@@ -135,6 +135,10 @@ def check_template(pattern: str, policies: tuple[str, ...]) -> None:
                         f"({', '.join(policies)}), so the template needs {{level}} or {{policy}}")
     if pattern.startswith("/") or ".." in Path(pattern).parts:
         raise UserError(f"--outputs-pattern {pattern!r} must be a path inside the outputs folder")
+    try:  # a format spec that cannot format the placeholder's value (e.g. {image:05d})
+        pattern.format(image="x", index=0, level="1", policy="none", hr_stem="x")
+    except (ValueError, TypeError, KeyError, IndexError) as error:
+        raise UserError(f"--outputs-pattern {pattern!r} cannot be filled in: {error}") from None
 
 
 def _template_regex(pattern: str) -> re.Pattern[str]:
@@ -157,14 +161,6 @@ def _values(item: DatasetItem, index: int, policy: str) -> dict[str, Any]:
     hr_stem = item.hr.stem if isinstance(item.hr, Path) else item.name
     return {"image": item.name, "index": index, "level": level, "policy": policy.replace(":", "_"),
             "hr_stem": hr_stem}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ReleasedOutputs:
@@ -287,7 +283,7 @@ def _fingerprint(source: OutputsSource, folder: Path, items: list[DatasetItem], 
         if strangers and path not in expected:
             raise UserError(f"{path}: matches the --outputs template {source.pattern!r} for "
                             f"{' and '.join(strangers)}, which the dataset does not have ({len(items)} images)")
-        found[relative] = _sha256(path)
+        found[relative] = file_sha256(path)
     return found
 
 
