@@ -49,6 +49,9 @@ def _evaluate(shared: Path, dataset: str, spec: ProtocolSpec, method_name: str,
 # 5.0e-7 (the 6-decimal rounding), sisr_legacy_y 2.3e-5 / 1.7e-6, sisr_matlab_u8 1.0e-5 / 5.6e-7, CARN-M 1.6e-5 /
 # 6.9e-7 (Set14 coastguard now 0.571035 as golden; it was 0.571046 with NumPy tap sums in the resize).
 BICUBIC_DB, BICUBIC_SSIM = 1e-4, 1e-5
+# S (sisr_std) and P (Pillow) use the reference's own float32 arithmetic, so the README's rule is "match to the
+# printed 6 decimals": one unit of the 6th decimal covers the golden's rounding and ours (measured <= 8.2e-7).
+PRINTED_DIGITS = 1e-6
 CARN_M_DB, CARN_M_SSIM = 2e-4, 5e-6
 
 
@@ -60,19 +63,20 @@ def _compare(values, golden, columns, psnr_tol, ssim_tol) -> None:
 
 
 CASES = [
-    ("sisr_std", "bicubic_matlab", "bicubic_sisr_{}.csv"),
-    ("sisr_legacy_y", "bicubic_matlab", "variants/bicubic_sisr_legacy_y_{}.csv"),
-    ("sisr_matlab_u8", "bicubic_matlab_u8", "variants/bicubic_sisr_matlab_u8_{}.csv"),
+    ("sisr_std", "bicubic_matlab", "bicubic_sisr_{}.csv", PRINTED_DIGITS, PRINTED_DIGITS),
+    ("sisr_legacy_y", "bicubic_matlab", "variants/bicubic_sisr_legacy_y_{}.csv", BICUBIC_DB, BICUBIC_SSIM),
+    ("sisr_matlab_u8", "bicubic_matlab_u8", "variants/bicubic_sisr_matlab_u8_{}.csv", BICUBIC_DB, BICUBIC_SSIM),
 ]
 
 
 @pytest.mark.parametrize("dataset", ["set5", "set14", "urban100"])
-@pytest.mark.parametrize("preset,method,pattern", CASES)
-def test_bicubic_sisr_presets_equal_golden(shared: Path, dataset: str, preset: str, method: str, pattern: str) -> None:
+@pytest.mark.parametrize("preset,method,pattern,psnr_tol,ssim_tol", CASES)
+def test_bicubic_sisr_presets_equal_golden(shared: Path, dataset: str, preset: str, method: str, pattern: str,
+                                           psnr_tol: float, ssim_tol: float) -> None:
     golden = _golden(shared / "golden" / pattern.format(DATASET_FILES[dataset]))
     (values,) = _evaluate(shared, dataset, get_preset(preset), method)
     # every protocol, L included (its golden SSIM was corrected to float64 filtering: golden README, protocol L)
-    _compare(values, golden, ("psnr_y", "ssim_y"), BICUBIC_DB, BICUBIC_SSIM)
+    _compare(values, golden, ("psnr_y", "ssim_y"), psnr_tol, ssim_tol)
 
 
 @pytest.mark.parametrize("dataset", ["set5", "set14", "urban100", "wrsr"])
@@ -81,8 +85,8 @@ def test_bicubic_pillow_equals_golden_crop0_and_crop4(shared: Path, dataset: str
     refsr = get_preset("refsr")  # Pillow bicubic, mod-crop 4, Y, crop 4
     crop0 = dataclasses.replace(refsr, name="refsr_crop0", crop_border=0)
     crop4_values, crop0_values = _evaluate(shared, dataset, refsr, "bicubic", (crop0,))
-    _compare(crop4_values, golden, ("psnr_y_crop4", "ssim_y_crop4"), BICUBIC_DB, BICUBIC_SSIM)
-    _compare(crop0_values, golden, ("psnr_y_crop0", "ssim_y_crop0"), BICUBIC_DB, BICUBIC_SSIM)
+    _compare(crop4_values, golden, ("psnr_y_crop4", "ssim_y_crop4"), PRINTED_DIGITS, PRINTED_DIGITS)
+    _compare(crop0_values, golden, ("psnr_y_crop0", "ssim_y_crop0"), PRINTED_DIGITS, PRINTED_DIGITS)
 
 
 @pytest.mark.parametrize("dataset", ["set5", "set14", "urban100"])
