@@ -19,6 +19,7 @@ from bench.engines.run.plan import RunConfig
 from bench.results.records import Record
 from protocols.core import UserError
 from protocols.datasets import get_dataset, load_items
+from protocols.errors import unknown_name
 from reports.page import render_report
 from reports.paper_values import load_paper_values
 
@@ -104,7 +105,7 @@ def _plan_datasets(card: ReleaseCard, root: Path, data: str | None, formats: dic
 
 def released_job(name: str, outputs: Path, out: Path, data: str | None, formats: dict[str, str]) -> int:
     if name not in RELEASES:
-        raise UserError(f"unknown release {name!r}; valid: {', '.join(RELEASES)}")
+        raise unknown_name("release", name, RELEASES)
     card = RELEASES[name]
     unknown = set(formats) - {row.record_name for row in card.rows}
     if unknown:

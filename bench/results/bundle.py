@@ -37,6 +37,7 @@ from bench.results.records import (
     read_run_json,
     run_json_dataset,
 )
+from protocols.datasets import get_dataset
 from protocols.errors import UserError
 
 FORMAT = "refsr-bench result bundle"
@@ -51,10 +52,6 @@ MAX_TOTAL_BYTES = 8 << 30
 MAX_MEMBERS = 200_000
 ALL_CHECKS = ("integrity", "inputs", "weights", "rescoring", "recomputation")  # what `verify` can check
 # the datasets' published image counts (a claim on fewer images says so in bundle.json)
-CANONICAL_IMAGES = {"set5": 5, "set14": 14, "b100": 100, "urban100": 100, "manga109": 109, "wrsr": 80,
-                    "sun80": 80, "cufed5": 126}
-
-
 class UnsafeBundle(UserError):
     """A bundle whose archive cannot be read safely (the message names the member)."""
 
@@ -108,6 +105,15 @@ def _image_members(run_dir: Path, records: list[Record]) -> dict[str, bytes]:
     return members
 
 
+def _canonical_images(dataset: str) -> int | None:
+    """Images of the canonical (published) set, from the dataset card (None: no card, or no canonical count)."""
+    try:
+        count = get_dataset(dataset).image_count
+    except UserError:
+        return None
+    return count or None
+
+
 def claim(run_json: dict[str, Any], records: list[Record]) -> dict[str, Any]:
     """What the run claims, in readable form (bundle.json's ``claim``)."""
     identity = run_json["identity"]
@@ -118,7 +124,7 @@ def claim(run_json: dict[str, Any], records: list[Record]) -> dict[str, Any]:
         "reference_policies": identity.get("reference_policies", []),
         "methods": {name: entry.get("weights", []) for name, entry in sorted(identity.get("methods", {}).items())},
         "images": len({r.image for r in records}),
-        "canonical_images": CANONICAL_IMAGES.get(dataset),
+        "canonical_images": _canonical_images(dataset),
         "shard": run_json.get("shard", [0, 1]),
         "means": bundle_means(records),
     }
