@@ -308,9 +308,8 @@ def page_notes(found: DemoMethods, weights: str | None, committed_runs: int) -> 
                               f"{COMMITTED_PAGE}/index.html"))
     if found.other_baselines:
         notes.append(PageNote(f"Interpolation baseline: {DEMO_BASELINE}. {', '.join(found.other_baselines)} (the same "
-                              "bicubic kernel through MATLAB imresize, other rounding) agree with it to the printed "
-                              "digits on these images and are not scored here; `refsr-bench run -m 'bicubic*'` "
-                              "scores them."))
+                              "bicubic kernel through MATLAB imresize, other rounding) are not scored here; "
+                              "`refsr-bench run -m 'bicubic*'` scores them."))
     if not any(card(name).trained for name in found.sr):
         folder = weights_dir(weights)
         notes.append(PageNote(f"No trained network ran: no official SR weights are installed in {folder}. "

@@ -48,7 +48,7 @@ def _group_cost(work: Plan, group: Group, pixels: dict[int, float]) -> float:
     policy, item_index, _ = group
     if item_index not in pixels:
         source = work.items[item_index].hr
-        h, w = image_size(source) if isinstance(source, Path) else source.shape[:2]
+        h, w = image_size(source, work.spec.high_bit_depth) if isinstance(source, Path) else source.shape[:2]
         pixels[item_index] = float(h * w)
     references = 5.0 if policy.startswith("stitch5") else 1.0  # stitched levels read and match five references
     return pixels[item_index] * (1.0 + references)
